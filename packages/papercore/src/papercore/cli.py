@@ -1,0 +1,217 @@
+"""Shared CLI pieces (typer options, rich progress, clean error exits) and the ``papercore`` command."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from papercore import __version__
+
+console = Console(stderr=True)
+out = Console()
+
+# Options every package's CLI shares. Use as ``model: ModelOpt`` in a typer command.
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Model name or local path (loaded offline first).")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1, or auto.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output file or directory.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def clean_errors(fn: F) -> F:
+    """Turn expected errors (bad input, missing files, missing backends) into one red line and exit code 2."""
+    from papercore.errors import PapercoreError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (
+            PapercoreError,
+            ValueError,
+            TypeError,
+            FileNotFoundError,
+            KeyError,
+            ImportError,
+        ) as e:
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            console.print(
+                f"[bold red]error:[/] {type(e).__name__}: {msg}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def make_progress(transient: bool = False) -> Progress:
+    """A rich progress bar with count, elapsed and remaining time (writes to stderr)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+        disable=not console.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    return False
+
+
+def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    """Iterate with a progress bar."""
+    with make_progress() as progress:
+        yield from progress.track(items, total=total, description=description)
+
+
+@contextmanager
+def status(message: str) -> Iterator[None]:
+    """A spinner for a step of unknown length."""
+    with console.status(message):
+        yield
+
+
+app = typer.Typer(
+    name="papercore",
+    help="Shared core of the paper-methods workspace: run every installed method's demo, show versions.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.command()
+def demo(
+    packages: Annotated[
+        list[str] | None, typer.Argument(help="Packages to run (default: every installed demo).")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run each installed method package's demo and print one summary table."""
+    from papercore.demo import DemoFailure, discover_demos, run_demos
+
+    setup_logging(verbose)
+    demos = discover_demos()
+    if not demos:
+        out.print(
+            "No method packages with a demo are installed yet, so there is nothing to run. "
+            "Install one (for example `pip install structkv`) and run `papercore demo` again."
+        )
+        return
+    try:
+        results = run_demos(
+            demos, packages or [], on_start=lambda n: console.print(f"running demo: [bold]{n}[/]")
+        )
+    except KeyError as e:
+        console.print(f"[bold red]error:[/] {e.args[0]}")
+        raise typer.Exit(2) from None
+    table = Table(title="papercore demo")
+    for col in (
+        "package",
+        "method",
+        "baseline",
+        "metric",
+        "method value",
+        "baseline value",
+        "ratio",
+        "seconds",
+    ):
+        table.add_column(
+            col,
+            justify="right"
+            if col in ("method value", "baseline value", "ratio", "seconds")
+            else "left",
+        )
+    failures = [r for r in results if isinstance(r, DemoFailure)]
+    for r in results:
+        if isinstance(r, DemoFailure):
+            table.add_row(r.package, "[red]FAILED[/]", "", "", "", "", "", f"{r.seconds:.1f}")
+        else:
+            table.add_row(
+                r.package,
+                r.method,
+                r.baseline,
+                r.metric,
+                f"{r.value:.4g}",
+                f"{r.baseline_value:.4g}",
+                f"{r.ratio:.3g}×",
+                f"{r.seconds:.1f}",
+            )
+    out.print(table)
+    for r in failures:
+        out.print(f"FAILED {r.package}: {r.error}", highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def info() -> None:
+    """Versions of papercore, its key dependencies, and the installed method packages."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from papercore.demo import discover_demos
+
+    table = Table(title="environment")
+    table.add_column("package")
+    table.add_column("version")
+    for name in (
+        "papercore",
+        "torch",
+        "transformers",
+        "tokenizers",
+        "trl",
+        "sentence-transformers",
+        "vllm",
+        "faiss-cpu",
+    ):
+        try:
+            table.add_row(name, version(name))
+        except PackageNotFoundError:
+            table.add_row(name, "[dim]not installed[/]")
+    out.print(table)
+    out.print(
+        f"python {sys.version.split()[0]}; demos installed: {sorted(discover_demos()) or 'none'}"
+    )
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out.print(f"papercore {__version__}")
+        raise typer.Exit()

@@ -1,0 +1,120 @@
+"""The one sampling protocol every method uses: n completions per prompt, with token ids and logprobs.
+
+A backend turns a list of prompts (plain strings, or chat message lists rendered with the
+tokenizer's chat template) into one list of :class:`Completion` per prompt. The three backends
+(:mod:`~papercore.generation.hf`, :mod:`~papercore.generation.vllm`,
+:mod:`~papercore.generation.openai`) follow the same conventions:
+
+* ``token_ids`` are the generated ids, ending with the EOS id when generation stopped on EOS;
+  ``text`` is the decoded completion without special tokens, cut before a matched stop string.
+* ``logprobs`` (when asked for) are the log-probabilities of each generated token under the
+  model's *raw* next-token distribution (before temperature / top-p), one per token id; this is
+  what vLLM returns by default.
+* ``finish_reason`` is ``"stop"`` (EOS or stop string) or ``"length"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Message = dict[str, Any]
+Prompt = str | list[Message]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample. ``temperature=0`` means greedy decoding (then all ``n`` samples are equal)."""
+
+    n: int = 1
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = disabled
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Completion:
+    """One sampled completion."""
+
+    text: str
+    token_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    finish_reason: str = "stop"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sum_logprob(self) -> float | None:
+        return None if self.logprobs is None else float(sum(self.logprobs))
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    """Anything that samples ``n`` completions per prompt."""
+
+    name: str
+
+    def generate(
+        self, prompts: Sequence[Prompt], config: SamplingConfig | None = None
+    ) -> list[list[Completion]]:
+        """Return ``len(prompts)`` lists, each of ``config.n`` completions."""
+        ...
+
+
+def check_prompts(prompts: Sequence[Prompt]) -> list[Prompt]:
+    """Validate the prompt list at the boundary: strings or lists of ``{"role", "content"}`` dicts."""
+    if isinstance(prompts, str):
+        raise TypeError("prompts must be a list of prompts, got a single string; wrap it in a list")
+    out = list(prompts)
+    for i, p in enumerate(out):
+        if isinstance(p, str):
+            continue
+        if isinstance(p, list) and all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in p
+        ):
+            continue
+        raise TypeError(
+            f"prompt {i} must be a string or a list of {{'role', 'content'}} messages, got {type(p).__name__}"
+        )
+    return out
+
+
+def render_prompt(prompt: Prompt, tokenizer: Any) -> str:
+    """A string prompt as is; a chat prompt through the tokenizer's chat template (with generation prompt)."""
+    if isinstance(prompt, str):
+        return prompt
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError("a chat (message list) prompt needs a tokenizer with a chat_template")
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut ``text`` before the earliest stop string; returns (text, whether a stop string matched)."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    if cut < 0:
+        return text, False
+    return text[:cut], True

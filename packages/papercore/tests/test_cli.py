@@ -1,0 +1,76 @@
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import papercore.demo as demo_mod
+from papercore.cli import app, clean_errors
+from papercore.demo import DemoResult, run_demos
+from papercore.errors import JSONLError
+
+runner = CliRunner()
+
+
+class _EP:
+    """Stands in for an importlib EntryPoint: ``load()`` returns the demo callable."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def load(self):
+        return self.fn
+
+
+def _good():
+    return DemoResult(method="m", baseline="b", metric="acc", value=0.9, baseline_value=0.6)
+
+
+def _bad():
+    raise RuntimeError("boom")
+
+
+def test_help_lists_commands():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0 and "demo" in res.output and "info" in res.output
+
+
+def test_demo_with_no_packages_says_so(monkeypatch):
+    monkeypatch.setattr(demo_mod, "discover_demos", lambda group=demo_mod.DEMO_GROUP: {})
+    res = runner.invoke(app, ["demo"])
+    assert res.exit_code == 0
+    assert "No method packages with a demo are installed yet" in res.output
+
+
+def test_demo_table_and_failures(monkeypatch):
+    monkeypatch.setattr(
+        demo_mod,
+        "discover_demos",
+        lambda group=demo_mod.DEMO_GROUP: {"good": _EP(_good), "bad": _EP(_bad)},
+    )
+    res = runner.invoke(app, ["demo", "good"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "good" in res.output and "1.5×" in res.output  # 0.9 / 0.6
+    res = runner.invoke(app, ["demo"], terminal_width=200)
+    assert res.exit_code == 1 and "FAILED bad: RuntimeError: boom" in res.output
+    res = runner.invoke(app, ["demo", "nope"], terminal_width=200)
+    assert res.exit_code == 2 and "no demo installed for ['nope']" in res.output
+
+
+def test_run_demos_rejects_wrong_return_type():
+    (r,) = run_demos({"x": _EP(lambda: 3)})
+    assert isinstance(r, demo_mod.DemoFailure) and "expected DemoResult" in r.error
+
+
+def test_ratio_edge_cases():
+    assert DemoResult("m", "b", "x", 0.0, 0.0).ratio == 1.0
+    assert DemoResult("m", "b", "x", 1.0, 0.0).ratio == float("inf")
+
+
+def test_clean_errors_exit_code_2(capsys):
+    @clean_errors
+    def cmd():
+        raise JSONLError("data.jsonl", 7, "invalid JSON")
+
+    with pytest.raises(typer.Exit) as info:
+        cmd()
+    assert info.value.exit_code == 2
+    assert "data.jsonl, line 7: invalid JSON" in capsys.readouterr().err

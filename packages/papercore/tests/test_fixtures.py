@@ -1,0 +1,98 @@
+import random
+
+import pytest
+import torch
+
+from papercore.testing import CAUSAL_SPECIAL_TOKENS, CountingTask, build_causal_tokenizer
+
+
+def test_tokenizer_round_trip_and_special_tokens(tiny_tokenizer):
+    text = "Héllo wörld! SELECT name FROM users; 12345 <|im_end|>"
+    ids = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tiny_tokenizer.decode(ids) == text
+    for t in CAUSAL_SPECIAL_TOKENS:
+        assert len(tiny_tokenizer(t, add_special_tokens=False)["input_ids"]) == 1
+    assert tiny_tokenizer.pad_token == tiny_tokenizer.eos_token == "<|endoftext|>"
+
+
+def test_tokenizer_is_deterministic():
+    a = build_causal_tokenizer(vocab_size=400)
+    b = build_causal_tokenizer(vocab_size=400, extra_texts=["x"])  # a different build
+    assert a.get_vocab() == build_causal_tokenizer(vocab_size=400).get_vocab()
+    assert len(a) == 400 and len(b) == 400
+
+
+def test_chat_template_with_tools(tiny_tokenizer):
+    msgs = [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}],
+        },
+        {"role": "tool", "content": "42"},
+    ]
+    text = tiny_tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text == (
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<tool_call>\n"
+        '{"name": "f", "arguments": {"a": 1}}\n</tool_call><|im_end|>\n'
+        "<|im_start|>user\n<tool_response>\n42\n</tool_response><|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_tiny_causal_lms(make_tiny_causal_lm, tiny_tokenizer, arch, attn):
+    model = make_tiny_causal_lm(arch, attn_implementation=attn)
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 64
+    assert getattr(model.config, "sliding_window", None) is None
+    assert model.config._attn_implementation == attn
+    ids = tiny_tokenizer(["count: 1 2"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(ids).logits
+    assert logits.shape == (1, ids.shape[1], len(tiny_tokenizer))
+    again = make_tiny_causal_lm(arch, attn_implementation=attn)  # same seed → same weights
+    assert all(
+        torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters(), strict=True)
+    )
+
+
+def test_tiny_bert(tiny_bert, tiny_encoder_tokenizer):
+    enc = tiny_encoder_tokenizer(
+        ["a query", "a longer document here"], return_tensors="pt", padding=True
+    )
+    assert enc["input_ids"][0, 0].item() == tiny_encoder_tokenizer.cls_token_id
+    with torch.no_grad():
+        h = tiny_bert(**enc).last_hidden_state
+    assert h.shape[0] == 2 and h.shape[-1] == 64
+
+
+def test_minilm_is_real(minilm_path):
+    assert (minilm_path / "config.json").exists()
+
+
+def test_trained_counting_lm_has_learned(trained_counting_lm):
+    from papercore.generation import SamplingConfig, make_backend
+    from papercore.models import load_model, load_tokenizer
+
+    backend = make_backend(
+        "transformers",
+        model=load_model(trained_counting_lm),
+        tokenizer=load_tokenizer(trained_counting_lm),
+    )
+    rng = random.Random(1234)
+    task = CountingTask()
+    examples = [task.sample(rng) for _ in range(40)]
+    outs = backend.generate(
+        [p for p, _ in examples], SamplingConfig(temperature=0, max_new_tokens=12)
+    )
+    acc = sum(o[0].text == a for o, (_, a) in zip(outs, examples, strict=True)) / len(examples)
+    assert acc >= 0.9
+
+
+def test_trained_lm_is_cached(trained_counting_lm, papercore_cache_dir):
+    from papercore.testing import train_tiny_lm
+
+    mtime = (trained_counting_lm / "config.json").stat().st_mtime
+    again = train_tiny_lm(CountingTask(), cache_dir=papercore_cache_dir)
+    assert again == trained_counting_lm and (again / "config.json").stat().st_mtime == mtime

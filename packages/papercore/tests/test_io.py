@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from papercore.errors import JSONLError, MalformedInputError
+from papercore.io import append_jsonl, atomic_write, read_jsonl, read_table, write_json, write_jsonl
+
+
+def test_jsonl_round_trip(tmp_path):
+    rows = [{"a": 1, "text": "héllo"}, {"a": 2, "text": "世界"}]
+    path = tmp_path / "x.jsonl"
+    assert write_jsonl(path, rows) == 2
+    assert read_jsonl(path) == rows
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2,}\n{"a": 3}\n', encoding="utf-8")
+    with pytest.raises(JSONLError) as info:
+        read_jsonl(path)
+    assert info.value.line == 3  # blank line 2 is skipped but still counted
+    assert str(path) in str(info.value) and "line 3" in str(info.value)
+
+
+def test_jsonl_non_object_and_missing_key(tmp_path):
+    path = tmp_path / "list.jsonl"
+    path.write_text('{"text": "ok"}\n[1, 2]\n', encoding="utf-8")
+    with pytest.raises(JSONLError, match="line 2: expected a JSON object, got list"):
+        read_jsonl(path)
+    path.write_text('{"text": "ok"}\n{"label": 1}\n', encoding="utf-8")
+    with pytest.raises(JSONLError, match=r"line 2: missing required key\(s\) \['text'\]"):
+        read_jsonl(path, required=["text"])
+
+
+def test_missing_file_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="JSONL file not found"):
+        read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_atomic_write_keeps_old_file_on_crash(tmp_path):
+    path = tmp_path / "out.jsonl"
+    write_jsonl(path, [{"v": 1}])
+
+    def rows():
+        yield {"v": 2}
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError, match="crash mid-write"):
+        write_jsonl(path, rows())
+    assert read_jsonl(path) == [{"v": 1}]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left behind
+
+
+def test_atomic_write_binary_and_json(tmp_path):
+    with atomic_write(tmp_path / "b.bin", "wb") as fh:
+        fh.write(b"\x00\x01")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    write_json(tmp_path / "d" / "x.json", {"k": {1, 2}})
+    assert json.loads((tmp_path / "d" / "x.json").read_text()) == {"k": [1, 2]}
+
+
+def test_append_jsonl_resumes(tmp_path):
+    path = tmp_path / "log.jsonl"
+    append_jsonl(path, [{"i": 0}])
+    append_jsonl(path, [{"i": 1}, {"i": 2}])
+    assert [r["i"] for r in read_jsonl(path)] == [0, 1, 2]
+
+
+def test_read_table_csv_json_and_missing_columns(tmp_path):
+    (tmp_path / "t.csv").write_text("text,label\nhello,1\nworld,0\n", encoding="utf-8")
+    assert read_table(tmp_path / "t.csv", required=["text", "label"]) == [
+        {"text": "hello", "label": "1"},
+        {"text": "world", "label": "0"},
+    ]
+    with pytest.raises(MalformedInputError, match=r"missing required column\(s\) \['query'\]"):
+        read_table(tmp_path / "t.csv", required=["query"])
+    (tmp_path / "t.json").write_text('{"not": "a list"}', encoding="utf-8")
+    with pytest.raises(MalformedInputError, match="expected a JSON list of objects"):
+        read_table(tmp_path / "t.json")
+    with pytest.raises(MalformedInputError, match=r"unsupported file type '\.xml'"):
+        read_table(tmp_path / "t.xml")
