@@ -1,0 +1,57 @@
+"""Shared retrieval layer (extra ``papercore[retrieval]``: faiss-cpu, ir-measures).
+
+* :mod:`papercore.retrieval.data` — :data:`Qrels` / :data:`Run` types, :class:`RetrievalData`,
+  BEIR-layout loaders and writers (no ``beir`` package needed);
+* :mod:`papercore.retrieval.faiss_index` — :class:`FaissRetriever`: any encoder + faiss
+  flat / IVF / HNSW over L2-normalised vectors;
+* :mod:`papercore.retrieval.metrics` — :func:`evaluate_run` / :func:`per_query` via ``ir_measures``,
+  TREC run files;
+* :mod:`papercore.retrieval.synthetic` — :func:`make_synthetic_retrieval`, a deterministic English
+  collection with natural hard negatives.
+
+``import papercore.retrieval`` imports neither torch nor faiss nor ir_measures; they are imported
+when first needed, and a missing one raises :class:`papercore.errors.BackendUnavailableError`
+with the install command.
+"""
+
+from papercore.retrieval.data import (
+    Qrels,
+    RetrievalData,
+    Run,
+    as_qrels,
+    load_beir,
+    load_corpus,
+    load_qrels,
+    load_queries,
+    save_beir,
+)
+from papercore.retrieval.faiss_index import FaissRetriever, default_nlist
+from papercore.retrieval.metrics import (
+    DEFAULT_METRICS,
+    evaluate_run,
+    per_query,
+    read_trec_run,
+    write_trec_run,
+)
+from papercore.retrieval.synthetic import SyntheticRetrieval, make_synthetic_retrieval
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "FaissRetriever",
+    "Qrels",
+    "RetrievalData",
+    "Run",
+    "SyntheticRetrieval",
+    "as_qrels",
+    "default_nlist",
+    "evaluate_run",
+    "load_beir",
+    "load_corpus",
+    "load_qrels",
+    "load_queries",
+    "make_synthetic_retrieval",
+    "per_query",
+    "read_trec_run",
+    "save_beir",
+    "write_trec_run",
+]

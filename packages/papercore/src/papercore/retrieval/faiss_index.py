@@ -1,0 +1,411 @@
+"""A thin dense retriever: any encoder + a faiss index (flat / IVF / HNSW) over L2-normalised vectors.
+
+Scores are inner products of L2-normalised float32 vectors, i.e. cosine similarities. Document ids
+are kept in a parallel list (position in the faiss index = position in the list).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from papercore.errors import BackendUnavailableError, MalformedInputError
+from papercore.io import atomic_write, write_json
+from papercore.retrieval.data import Run
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+IndexType = Literal["flat", "ivf", "hnsw"]
+
+MIN_POINTS_PER_CENTROID = 39  # faiss k-means warns below this many training points per centroid
+_FORMAT_VERSION = 1
+_INDEX_FILE = "index.faiss"
+_IDS_FILE = "ids.json"
+_CONFIG_FILE = "config.json"
+
+
+class Encoder(Protocol):
+    """Anything with a sentence-transformers-like ``encode`` (a ``SentenceTransformer`` qualifies)."""
+
+    def encode(
+        self,
+        sentences: list[str],
+        *,
+        batch_size: int,
+        convert_to_numpy: bool,
+        show_progress_bar: bool,
+    ) -> np.ndarray: ...
+
+
+def import_faiss() -> Any:
+    """Import ``faiss`` or raise :class:`BackendUnavailableError` with the install command."""
+    try:
+        import faiss
+    except ImportError as e:
+        raise BackendUnavailableError(
+            'FaissRetriever needs faiss, which is not installed: pip install "papercore[retrieval]"'
+        ) from e
+    return faiss
+
+
+def default_nlist(n: int) -> int:
+    """IVF list count for ``n`` vectors: ≈ 4·√n, at least 1 and at most n."""
+    return max(1, min(n, round(4 * math.sqrt(n))))
+
+
+def check_texts(texts: Mapping[str, str], what: str) -> None:
+    """Raise :class:`MalformedInputError` listing the ids of empty (or blank) texts."""
+    if not isinstance(texts, Mapping):
+        raise MalformedInputError(f"{what} must be a dict id -> text, got {type(texts).__name__}")
+    empty = [i for i, t in texts.items() if not isinstance(t, str) or not t.strip()]
+    if empty:
+        raise MalformedInputError(
+            f"{what}: {len(empty)} empty text(s), ids {empty[:10]}"
+            + (" ..." if len(empty) > 10 else "")
+        )
+
+
+class FaissRetriever:
+    """Dense retrieval with an encoder and a faiss index.
+
+    Args:
+        encoder: a ``SentenceTransformer`` or any object with
+            ``encode(list[str], batch_size=, convert_to_numpy=True, show_progress_bar=) -> [n, d]``;
+            ``None`` when only :meth:`add` / :meth:`search_embeddings` are used.
+        index: ``"flat"`` (``IndexFlatIP``, exact), ``"ivf"`` (``IndexIVFFlat`` over an
+            ``IndexFlatIP`` quantiser, inner-product metric, trained on all added vectors) or
+            ``"hnsw"`` (``IndexHNSWFlat``, inner-product metric).
+        nlist: IVF lists; default ≈ 4·√N (at most N). An explicit ``nlist > N`` raises.
+        nprobe: IVF lists searched per query (clamped to nlist with a warning).
+        hnsw_m, ef_search: HNSW graph degree M and search beam efSearch.
+        batch_size, show_progress: passed to ``encoder.encode``.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder | Any | None = None,
+        index: IndexType = "flat",
+        *,
+        nlist: int | None = None,
+        nprobe: int = 16,
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        batch_size: int = 64,
+        show_progress: bool = False,
+    ):
+        if index not in ("flat", "ivf", "hnsw"):
+            raise MalformedInputError(f"index must be 'flat', 'ivf' or 'hnsw', got {index!r}")
+        if encoder is not None and not callable(getattr(encoder, "encode", None)):
+            raise MalformedInputError(
+                f"encoder must have an .encode(texts, ...) method, got {type(encoder).__name__}"
+            )
+        for name, value in (
+            ("nprobe", nprobe),
+            ("hnsw_m", hnsw_m),
+            ("ef_search", ef_search),
+            ("batch_size", batch_size),
+        ):
+            if int(value) < 1:
+                raise MalformedInputError(f"{name} must be ≥ 1, got {value}")
+        if nlist is not None and int(nlist) < 1:
+            raise MalformedInputError(f"nlist must be ≥ 1, got {nlist}")
+        if index == "ivf" and nlist is not None and nprobe > nlist:
+            warnings.warn(f"nprobe={nprobe} > nlist={nlist}: clamped to {nlist}", stacklevel=2)
+            nprobe = nlist
+        self.encoder = encoder
+        self.index_type: IndexType = index
+        self.nlist = None if nlist is None else int(nlist)
+        self.nprobe = int(nprobe)
+        self.hnsw_m = int(hnsw_m)
+        self.ef_search = int(ef_search)
+        self.batch_size = int(batch_size)
+        self.show_progress = show_progress
+        self.faiss_index: Any = None
+        self.ids: list[str] = []
+        self._id_array = np.empty(0, dtype=object)
+        self._dim: int | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def ntotal(self) -> int:
+        """Number of indexed vectors."""
+        return 0 if self.faiss_index is None else int(self.faiss_index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension (0 before anything was indexed)."""
+        return self._dim or 0
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def __repr__(self) -> str:
+        return f"FaissRetriever(index={self.index_type!r}, ntotal={self.ntotal}, dim={self.dim})"
+
+    # ------------------------------------------------------------------ building
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Encode texts with the encoder -> contiguous float32 ``[n, d]`` (not yet normalised)."""
+        if self.encoder is None:
+            raise RuntimeError(
+                "this FaissRetriever has no encoder: pass encoder= (or use add()/search_embeddings())"
+            )
+        emb = self.encoder.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=self.show_progress,
+        )
+        emb = np.asarray(emb, dtype=np.float32)
+        if emb.ndim != 2 or emb.shape[0] != len(texts):
+            raise MalformedInputError(
+                f"encoder returned shape {emb.shape}, expected [{len(texts)}, d]"
+            )
+        return emb
+
+    def index(self, corpus: Mapping[str, str]) -> None:
+        """Encode ``corpus`` (``{docid: text}``) in batches and index it, replacing any previous index."""
+        check_texts(corpus, "corpus")
+        if not corpus:
+            raise MalformedInputError("corpus is empty")
+        ids = list(corpus)
+        emb = self.encode([corpus[i] for i in ids])
+        self.reset()
+        self.add(ids, emb)
+
+    def reset(self) -> None:
+        """Drop the index and ids (the configuration stays)."""
+        self.faiss_index = None
+        self.ids = []
+        self._id_array = np.empty(0, dtype=object)
+        self._dim = None
+
+    def _prepare(self, embeddings: np.ndarray, what: str) -> np.ndarray:
+        x = np.array(embeddings, dtype=np.float32, copy=True, order="C")
+        if x.ndim != 2:
+            raise MalformedInputError(f"{what} must be a 2-D array [n, d], got shape {x.shape}")
+        if self._dim is not None and x.shape[1] != self._dim:
+            raise MalformedInputError(
+                f"{what} have dimension {x.shape[1]}, but the index has dimension {self._dim}"
+            )
+        if not np.isfinite(x).all():
+            raise MalformedInputError(f"{what} contain NaN or infinite values")
+        import_faiss().normalize_L2(x)
+        return x
+
+    def _new_index(self, faiss: Any, d: int, n: int) -> Any:
+        if self.index_type == "flat":
+            return faiss.IndexFlatIP(d)
+        if self.index_type == "hnsw":
+            idx = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            idx.hnsw.efSearch = self.ef_search
+            return idx
+        nlist = self.nlist if self.nlist is not None else default_nlist(n)
+        if n < nlist:
+            raise MalformedInputError(
+                f"IVF needs at least nlist={nlist} vectors to train, got N={n}: "
+                f"use nlist ≤ N/{MIN_POINTS_PER_CENTROID} (≈{max(1, n // MIN_POINTS_PER_CENTROID)}) "
+                f"or index='flat'"
+            )
+        if n < MIN_POINTS_PER_CENTROID * nlist:
+            warnings.warn(
+                f"IVF with nlist={nlist} trained on N={n} vectors ({n / nlist:.1f} per list; faiss "
+                f"wants ≥ {MIN_POINTS_PER_CENTROID}): consider nlist ≤ "
+                f"{max(1, n // MIN_POINTS_PER_CENTROID)} or index='flat'",
+                stacklevel=4,
+            )
+        quantizer = faiss.IndexFlatIP(d)
+        idx = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        self._quantizer = quantizer  # keep the quantiser alive as long as the index
+        self.nlist = nlist
+        self._apply_nprobe(idx)
+        return idx
+
+    def _apply_nprobe(self, idx: Any) -> None:
+        nlist = int(idx.nlist)
+        if self.nprobe > nlist:
+            warnings.warn(f"nprobe={self.nprobe} > nlist={nlist}: clamped to {nlist}", stacklevel=5)
+            self.nprobe = nlist
+        idx.nprobe = self.nprobe
+
+    def add(self, ids: Sequence[str], embeddings: np.ndarray) -> None:
+        """Add vectors ``[n, d]`` with their ids (L2-normalised inside; the input is not modified).
+
+        The first call creates the index (IVF: trained on these vectors); later calls append.
+        """
+        faiss = import_faiss()
+        ids = [str(i) for i in ids]
+        x = self._prepare(embeddings, "embeddings")
+        if len(ids) != x.shape[0]:
+            raise MalformedInputError(f"got {len(ids)} ids for {x.shape[0]} embeddings")
+        if not ids:
+            raise MalformedInputError("add() got no vectors")
+        seen = set(self.ids)
+        dupes = sorted({i for i in ids if i in seen} | _duplicates(ids))
+        if dupes:
+            raise MalformedInputError(
+                f"duplicate document id(s) {dupes[:10]}" + (" ..." if len(dupes) > 10 else "")
+            )
+        if self.faiss_index is None:
+            idx = self._new_index(faiss, x.shape[1], x.shape[0])
+            if not idx.is_trained:
+                idx.train(x)
+            self.faiss_index = idx
+            self._dim = int(x.shape[1])
+        self.faiss_index.add(x)
+        self.ids.extend(ids)
+        self._id_array = np.asarray(self.ids, dtype=object)
+
+    # ------------------------------------------------------------------ searching
+    def search_embeddings(
+        self, embeddings: np.ndarray, k: int = 100
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """Top-k for query vectors ``[m, d]``: (ids per query, scores ``[m, k']`` float32).
+
+        ``k`` is clamped to ``ntotal``; faiss's missing results (id −1, possible with IVF/HNSW)
+        are removed from the id lists, and their scores are ``-inf``.
+        """
+        if self.faiss_index is None:
+            raise RuntimeError(
+                "FaissRetriever is empty: call index(corpus) or add() before searching"
+            )
+        if int(k) < 1:
+            raise MalformedInputError(f"k must be ≥ 1, got {k}")
+        q = self._prepare(embeddings, "query embeddings")
+        k = min(int(k), self.ntotal)
+        scores, labels = self.faiss_index.search(q, k)
+        valid = labels >= 0
+        scores = np.where(valid, scores, -np.inf).astype(np.float32)
+        found = self._id_array[np.where(valid, labels, 0)]
+        ids = [row[mask].tolist() for row, mask in zip(found, valid, strict=True)]
+        return ids, scores
+
+    def search(self, queries: Mapping[str, str], k: int = 100) -> Run:
+        """Encode ``queries`` (``{qid: text}``) and return the run ``{qid: {docid: score}}`` (top-k)."""
+        if self.faiss_index is None:
+            raise RuntimeError(
+                "FaissRetriever is empty: call index(corpus) or add() before searching"
+            )
+        check_texts(queries, "queries")
+        qids = list(queries)
+        if not qids:
+            return {}
+        ids, scores = self.search_embeddings(self.encode([queries[q] for q in qids]), k=k)
+        return {
+            qid: dict(zip(row, srow[: len(row)].tolist(), strict=True))
+            for qid, row, srow in zip(qids, ids, scores, strict=True)
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def config(self) -> dict[str, Any]:
+        """JSON-serialisable configuration (what :meth:`save` writes to ``config.json``)."""
+        return {
+            "format_version": _FORMAT_VERSION,
+            "index": self.index_type,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "hnsw_m": self.hnsw_m,
+            "ef_search": self.ef_search,
+            "batch_size": self.batch_size,
+            "dim": self.dim,
+            "ntotal": self.ntotal,
+        }
+
+    def save(self, path: PathLike) -> Path:
+        """Save to a directory: ``index.faiss`` (faiss), ``ids.json`` and ``config.json``; atomic per file."""
+        if self.faiss_index is None:
+            raise RuntimeError("nothing to save: the FaissRetriever is empty")
+        faiss = import_faiss()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        blob = faiss.serialize_index(self.faiss_index)
+        with atomic_write(path / _INDEX_FILE, "wb") as fh:
+            fh.write(np.asarray(blob).tobytes())
+        write_json(path / _IDS_FILE, self.ids, indent=0)
+        write_json(path / _CONFIG_FILE, self.config())
+        return path
+
+    @classmethod
+    def load(cls, path: PathLike, encoder: Encoder | Any | None = None) -> FaissRetriever:
+        """Load a retriever written by :meth:`save`; checks the encoder's dimension when one is given."""
+        faiss = import_faiss()
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"FaissRetriever directory not found: {path}")
+        for name in (_INDEX_FILE, _IDS_FILE, _CONFIG_FILE):
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"FaissRetriever file not found: {path / name}")
+        try:
+            config = json.loads((path / _CONFIG_FILE).read_text(encoding="utf-8"))
+            ids = json.loads((path / _IDS_FILE).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise MalformedInputError(f"{path}: invalid JSON in saved retriever: {e}") from None
+        if config.get("format_version") != _FORMAT_VERSION:
+            raise MalformedInputError(
+                f"{path / _CONFIG_FILE}: format_version {config.get('format_version')!r}, "
+                f"expected {_FORMAT_VERSION}"
+            )
+        blob = np.frombuffer((path / _INDEX_FILE).read_bytes(), dtype=np.uint8)
+        idx = faiss.deserialize_index(blob)
+        if idx.ntotal != len(ids) or idx.d != config["dim"]:
+            raise MalformedInputError(
+                f"{path}: index has {idx.ntotal} vectors of dimension {idx.d}, but ids.json has "
+                f"{len(ids)} ids and config.json says dimension {config['dim']}"
+            )
+        self = cls(
+            encoder,
+            config["index"],
+            nlist=config["nlist"],
+            nprobe=config["nprobe"],
+            hnsw_m=config["hnsw_m"],
+            ef_search=config["ef_search"],
+            batch_size=config["batch_size"],
+        )
+        if config["index"] == "ivf":
+            idx.nprobe = self.nprobe
+        elif config["index"] == "hnsw":
+            idx.hnsw.efSearch = self.ef_search
+        self.faiss_index = idx
+        self.ids = [str(i) for i in ids]
+        self._id_array = np.asarray(self.ids, dtype=object)
+        self._dim = int(idx.d)
+        if encoder is not None:
+            enc_dim = encoder_dimension(encoder)
+            if enc_dim != self._dim:
+                raise MalformedInputError(
+                    f"encoder produces {enc_dim}-dimensional embeddings, but the index at {path} "
+                    f"has dimension {self._dim}"
+                )
+        return self
+
+
+def encoder_dimension(encoder: Any) -> int:
+    """Embedding size of an encoder (``get_embedding_dimension`` and older names, or one probe encode)."""
+    for name in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
+        fn = getattr(encoder, name, None)
+        if callable(fn):
+            d = fn()
+            if d:
+                return int(d)
+    emb = encoder.encode(
+        ["dimension probe"], batch_size=1, convert_to_numpy=True, show_progress_bar=False
+    )
+    return int(np.asarray(emb).shape[-1])
+
+
+def _duplicates(ids: Sequence[str]) -> set[str]:
+    seen: set[str] = set()
+    dupes: set[str] = set()
+    for i in ids:
+        if i in seen:
+            dupes.add(i)
+        seen.add(i)
+    return dupes
