@@ -48,3 +48,16 @@ def test_bad_dtype_and_task():
         resolve_dtype("float8")
     with pytest.raises(ValueError, match="unknown task 'vision'"):
         load_model("x", task="vision")
+
+
+def test_load_sentence_transformer_offline(minilm_path, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    from papercore.models import load_sentence_transformer
+
+    model = load_sentence_transformer(minilm_path, device="cpu")
+    emb = model.encode(["a telescope tracks a comet"], convert_to_numpy=True)
+    assert emb.shape == (1, 384)
+    with pytest.raises(ModelNotAvailableError, match="does not exist"):
+        load_sentence_transformer(tmp_path / "no" / "such" / "encoder")
+    with pytest.raises(ModelNotAvailableError, match="not in the local Hugging Face cache"):
+        load_sentence_transformer("some-org/definitely-not-cached-encoder")

@@ -40,7 +40,13 @@ _EXPORTS = {
         "write_json",
         "write_jsonl",
     ),
-    "papercore.models": ("load_model", "load_tokenizer", "resolve_device", "resolve_dtype"),
+    "papercore.models": (
+        "load_model",
+        "load_sentence_transformer",
+        "load_tokenizer",
+        "resolve_device",
+        "resolve_dtype",
+    ),
     "papercore.seeding": ("seed_everything",),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
@@ -61,6 +67,7 @@ __all__ = [
     "atomic_write",
     "iter_jsonl",
     "load_model",
+    "load_sentence_transformer",
     "load_tokenizer",
     "make_backend",
     "read_jsonl",
@@ -102,5 +109,11 @@ if TYPE_CHECKING:  # pragma: no cover
         write_json,
         write_jsonl,
     )
-    from papercore.models import load_model, load_tokenizer, resolve_device, resolve_dtype
+    from papercore.models import (
+        load_model,
+        load_sentence_transformer,
+        load_tokenizer,
+        resolve_device,
+        resolve_dtype,
+    )
     from papercore.seeding import seed_everything

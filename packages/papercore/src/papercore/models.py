@@ -172,3 +172,32 @@ def load_model(
     if eval_mode:
         model.eval()
     return model
+
+
+def load_sentence_transformer(
+    name_or_path: str | os.PathLike[str],
+    *,
+    device: str | torch.device | None = None,
+    allow_download: bool = True,
+    **kwargs: Any,
+):
+    """Load a ``SentenceTransformer`` offline first, like :func:`load_model` (needs ``sentence-transformers``).
+
+    A plain transformers encoder directory gets sentence-transformers' default mean pooling.
+    """
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:
+        from papercore.errors import BackendUnavailableError
+
+        raise BackendUnavailableError(
+            "loading a sentence-transformers model needs sentence-transformers: pip install sentence-transformers"
+        ) from e
+    return _from_pretrained(
+        SentenceTransformer,
+        name_or_path,
+        allow_download=allow_download,
+        what="sentence-transformers model",
+        device=str(resolve_device(device)),
+        **kwargs,
+    )
