@@ -22,6 +22,35 @@ def test_tokenizer_is_deterministic():
     assert len(a) == 400 and len(b) == 400
 
 
+def test_encoder_tokenizer_is_identical_across_processes():
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib, json; from papercore.testing import build_encoder_tokenizer; "
+        "v = build_encoder_tokenizer().get_vocab(); "
+        "print(hashlib.sha256(json.dumps(sorted(v.items())).encode()).hexdigest())"
+    )
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
+    assert len(hashes) == 1
+
+
+def test_encoder_tokenizer_learns_extra_texts():
+    from papercore.testing import build_encoder_tokenizer
+
+    base = build_encoder_tokenizer()
+    tok = build_encoder_tokenizer(extra_texts=["zorblax quintrel"] * 40)
+    assert "zorblax" not in base.get_vocab() and "zorblax" in tok.get_vocab()
+    ids = tok("Zorblax and the comet")["input_ids"]
+    assert tok.convert_ids_to_tokens(ids)[:2] == ["[CLS]", "zorblax"]
+    assert tok.decode(ids, skip_special_tokens=True) == "zorblax and the comet"
+
+
 def test_chat_template_with_tools(tiny_tokenizer):
     msgs = [
         {"role": "user", "content": "hi"},

@@ -152,6 +152,25 @@ def test_ivf_with_nprobe_equal_nlist_equals_flat_top10():
 
 
 @needs_faiss
+def test_set_search_params_after_load_changes_recall(tmp_path):
+    x, q = unit_rows(400, 16, seed=1), unit_rows(20, 16, seed=2)
+    ids = [f"d{i}" for i in range(len(x))]
+    flat = FaissRetriever(None, "flat")
+    flat.add(ids, x)
+    ivf = FaissRetriever(None, "ivf", nlist=8, nprobe=1)
+    ivf.add(ids, x)
+    loaded = FaissRetriever.load(ivf.save(tmp_path / "ivf"))
+    assert loaded.search_embeddings(q, k=10)[0] != flat.search_embeddings(q, k=10)[0]
+    loaded.set_search_params(nprobe=8)
+    assert loaded.faiss_index.nprobe == 8
+    assert loaded.search_embeddings(q, k=10)[0] == flat.search_embeddings(q, k=10)[0]
+    with pytest.warns(UserWarning, match="clamped to 8"):
+        loaded.set_search_params(nprobe=99)
+    with pytest.raises(MalformedInputError, match="nprobe must be ≥ 1"):
+        loaded.set_search_params(nprobe=0)
+
+
+@needs_faiss
 def test_ivf_default_nlist_and_few_points_warning():
     assert default_nlist(10_000) == 400 and default_nlist(4) == 4 and default_nlist(1) == 1
     r = FaissRetriever(None, "ivf", nprobe=4)

@@ -236,6 +236,20 @@ class FaissRetriever:
             self.nprobe = nlist
         idx.nprobe = self.nprobe
 
+    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
+        """Change the search-time knobs of a built (or loaded) index: IVF ``nprobe``, HNSW ``efSearch``."""
+        for name, value in (("nprobe", nprobe), ("ef_search", ef_search)):
+            if value is not None and int(value) < 1:
+                raise MalformedInputError(f"{name} must be ≥ 1, got {value}")
+        if nprobe is not None:
+            self.nprobe = int(nprobe)
+            if self.index_type == "ivf" and self.faiss_index is not None:
+                self._apply_nprobe(self.faiss_index)
+        if ef_search is not None:
+            self.ef_search = int(ef_search)
+            if self.index_type == "hnsw" and self.faiss_index is not None:
+                self.faiss_index.hnsw.efSearch = self.ef_search
+
     def add(self, ids: Sequence[str], embeddings: np.ndarray) -> None:
         """Add vectors ``[n, d]`` with their ids (L2-normalised inside; the input is not modified).
 

@@ -107,32 +107,48 @@ def _build_causal_tokenizer(vocab_size, extra_texts, chat_template, model_max_le
     return fast
 
 
-def build_encoder_tokenizer(*, vocab_size: int = 512, model_max_length: int = 512):
-    """A WordPiece BERT-style tokenizer (``[CLS] text [SEP]``, lower-cased) trained on the bundled corpus."""
-    return _build_encoder_tokenizer(vocab_size, model_max_length)
+def build_encoder_tokenizer(
+    *, vocab_size: int = 512, extra_texts: list[str] | None = None, model_max_length: int = 512
+):
+    """A WordPiece BERT-style tokenizer (``[CLS] text [SEP]``, lower-cased) built from the bundled corpus.
+
+    The vocabulary is chosen in Python, deterministically (identical in every process): the special
+    tokens, every character seen (alone and as a ``##`` continuation), then whole words by
+    frequency (ties broken alphabetically) up to ``vocab_size``. ``extra_texts`` (e.g. a task's own
+    corpus) are counted with the bundled corpus.
+    """
+    return _build_encoder_tokenizer(vocab_size, tuple(extra_texts or ()), model_max_length)
 
 
 @functools.lru_cache(maxsize=4)
-def _build_encoder_tokenizer(vocab_size, model_max_length):
-    from tokenizers import (
-        Tokenizer,
-        decoders,
-        models,
-        normalizers,
-        pre_tokenizers,
-        processors,
-        trainers,
-    )
+def _build_encoder_tokenizer(vocab_size, extra_texts, model_max_length):
+    from collections import Counter
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre = pre_tokenizers.BertPreTokenizer()
+    counts: Counter[str] = Counter()
+    for line in corpus_lines() + list(extra_texts):
+        counts.update(w for w, _ in pre.pre_tokenize_str(normalizer.normalize_str(line)))
+    chars = sorted({c for w in counts for c in w})
+    vocab = list(ENCODER_SPECIAL_TOKENS) + chars + [f"##{c}" for c in chars]
+    if len(vocab) > vocab_size:
+        raise ValueError(
+            f"vocab_size={vocab_size} is below the {len(vocab)} special + character tokens of the corpus"
+        )
+    seen = set(vocab)
+    for word, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= vocab_size:
+            break
+        if word not in seen:
+            vocab.append(word)
+            seen.add(word)
+    tok = Tokenizer(models.WordPiece(vocab={w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=list(ENCODER_SPECIAL_TOKENS), show_progress=False
-    )
-    tok.train_from_iterator(corpus_lines(), trainer=trainer)
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
