@@ -1,12 +1,342 @@
-"""The ``agentic-sql`` command line."""
+"""The ``agentic-sql`` command line: a thin layer over the library (spec §3)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(name="agentic-sql", help="Multi-turn Text-to-SQL agent trained with GRPO: trajectory reward ATR over per-turn CSMR scores, in a read-only SQLite sandbox.", no_args_is_help=True, add_completion=False)
+from papercore.cli import (
+    ModelOpt,
+    OutputOpt,
+    SeedOpt,
+    VerboseOpt,
+    clean_errors,
+    console,
+    out,
+    setup_logging,
+    status,
+    track,
+)
+
+app = typer.Typer(
+    name="agentic-sql",
+    help="Multi-turn Text-to-SQL agent trained with GRPO: trajectory reward ATR over per-turn CSMR "
+    "scores, in a read-only SQLite sandbox.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DbRootOpt = Annotated[
+    Path, typer.Option("--db-root", help="Folder of <db_id>/<db_id>.sqlite databases.")
+]
+AlphaOpt = Annotated[float, typer.Option("--alpha", help="ATR improvement weight.")]
+BetaOpt = Annotated[float, typer.Option("--beta", help="ATR regression weight (> alpha).")]
+GammaOpt = Annotated[float, typer.Option("--gamma", help="ATR stagnation cost per turn.")]
+LamOpt = Annotated[float, typer.Option("--lam", help="Weight of the transition sum in ATR.")]
 
 
 @app.callback()
-def _root() -> None:
-    """Multi-turn Text-to-SQL agent trained with GRPO: trajectory reward ATR over per-turn CSMR scores, in a read-only SQLite sandbox."""
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    """Multi-turn Text-to-SQL agent trained with GRPO: ATR over per-turn CSMR scores."""
+    if version:
+        from agentic_sql import __version__
+
+        out.print(f"agentic-sql {__version__}")
+        raise typer.Exit()
+
+
+@app.command("exec")
+@clean_errors
+def exec_cmd(
+    sql: Annotated[list[str], typer.Argument(help="One or more SELECT queries.")],
+    db_root: DbRootOpt,
+    db_id: Annotated[str, typer.Option("--db-id", help="Database id (folder name).")],
+    timeout: Annotated[float, typer.Option("--timeout", help="Per-query timeout (s).")] = 5.0,
+    max_rows: Annotated[int, typer.Option("--max-rows", help="Rows shown.")] = 50,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run queries in the read-only sandbox and print each observation."""
+    from agentic_sql.executor import SQLiteExecutor, format_observation
+
+    setup_logging(verbose)
+    with SQLiteExecutor(db_root, timeout_s=timeout, isolation="thread") as ex:
+        _require_db(ex, db_id)
+        for q in track(sql, "executing", total=len(sql)):
+            res = ex.execute(db_id, q)
+            out.print(format_observation(res, max_rows=max_rows), highlight=False, markup=False)
+
+
+@app.command()
+@clean_errors
+def score(
+    db_root: DbRootOpt,
+    pred: Annotated[
+        Path, typer.Option("--pred", help="Predictions: JSON list of SQL, or BIRD's dict.")
+    ],
+    gold: Annotated[Path, typer.Option("--gold", help="Gold split (BIRD/Spider JSON or JSONL).")],
+    metric: Annotated[str, typer.Option("--metric", help="ex or csmr.")] = "ex",
+    timeout: Annotated[float, typer.Option("--timeout", help="Per-query timeout (s).")] = 30.0,
+    workers: Annotated[int, typer.Option("--workers", help="Parallel worker processes.")] = 2,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write metrics JSON.")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """BIRD-style execution accuracy (or mean CSMR) with a difficulty breakdown."""
+    from agentic_sql.data import load_bird
+    from agentic_sql.eval import evaluate_ex
+    from agentic_sql.executor import SQLiteExecutor
+    from papercore.io import write_json
+
+    setup_logging(verbose)
+    if metric not in ("ex", "csmr"):
+        raise ValueError(f"--metric must be 'ex' or 'csmr', got {metric!r}")
+    with status("loading gold"):
+        ds = load_bird(gold, db_root)
+    preds = _read_preds(pred, len(ds))
+    with SQLiteExecutor(db_root, timeout_s=timeout, max_workers=workers) as ex:
+        if metric == "ex":
+            with status(f"executing {len(preds)} predictions and their gold queries"):
+                res = evaluate_ex(preds, ds, ex, timeout_s=timeout, num_workers=workers)
+        else:
+            res = _csmr_scores(preds, ds, ex)
+    out.print_json(json.dumps(res, default=str))
+    if output:
+        write_json(output, res)
+
+
+def _read_preds(path: Path, n: int) -> list[str]:
+    if not path.exists():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(raw, dict):  # BIRD: {"0": "SQL\t----- bird -----\tdb_id", ...}
+        raw = [str(raw[k]).split("\t----- bird -----\t")[0] for k in sorted(raw, key=int)]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ValueError(f"{path}: expected a JSON list of SQL strings or BIRD's id -> SQL dict")
+    if len(raw) != n:
+        raise ValueError(f"{path} has {len(raw)} predictions but the gold split has {n} questions")
+    return raw
+
+
+def _csmr_scores(preds: list[str], ds: Any, ex: Any) -> dict[str, Any]:
+    from agentic_sql.rewards import GoldCache, score_query
+
+    gold = GoldCache(ex)
+    by: dict[str, list[float]] = {}
+    scores, n_invalid = [], 0
+    for p, row in track(list(zip(preds, ds, strict=True)), "scoring (CSMR)"):
+        g = gold.get(row["db_id"], row["gold_sql"])
+        if g is None:
+            n_invalid += 1
+            continue
+        s = score_query(ex, row["db_id"], p, g).score
+        scores.append(s)
+        by.setdefault(str(row.get("difficulty") or "all"), []).append(s)
+    mean = sum(scores) / len(scores) if scores else 0.0
+    return {
+        "csmr": mean,
+        "by_difficulty": {k: sum(v) / len(v) for k, v in sorted(by.items())},
+        "n": len(scores),
+        "n_invalid_gold": n_invalid,
+    }
+
+
+def _atr_cfg(alpha, beta, gamma, lam, normalize, turn_cost, allow=False):
+    from agentic_sql.atr import ATRConfig
+
+    return ATRConfig(
+        alpha=alpha,
+        beta=beta,
+        gamma=gamma,
+        lam=lam,
+        normalize_by_turns=normalize,
+        turn_cost=turn_cost,
+        allow_non_dissipative=allow,
+    )
+
+
+def _floats(text: str, name: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated numbers, got {text!r}") from None
+
+
+@app.command()
+@clean_errors
+def atr(
+    scores: Annotated[str, typer.Option("--scores", help="Per-turn CSMR scores, e.g. 0,0.5,1.")],
+    errors: Annotated[
+        str | None, typer.Option("--errors", help="Per-turn error flags, e.g. 1,0,0.")
+    ] = None,
+    alpha: AlphaOpt = 1.0,
+    beta: BetaOpt = 2.0,
+    gamma: GammaOpt = 0.05,
+    lam: LamOpt = 0.5,
+    normalize: Annotated[
+        bool, typer.Option("--normalize/--no-normalize", help="Divide the sum by T.")
+    ] = True,
+    turn_cost: Annotated[float | None, typer.Option("--turn-cost", help="Per-turn cost.")] = None,
+) -> None:
+    """Print the ATR of one trajectory and its state path."""
+    from agentic_sql.atr import aggregate_trajectory_reward, build_transition_matrix, state_path
+
+    cfg = _atr_cfg(alpha, beta, gamma, lam, normalize, turn_cost)
+    s = _floats(scores, "--scores")
+    e = [bool(x) for x in _floats(errors, "--errors")] if errors else None
+    path = state_path(s, e, cfg)
+    _, values = build_transition_matrix(cfg)
+    value = aggregate_trajectory_reward(s, e, cfg)
+    out.print(f"ATR = {value:.6g}")
+    out.print(
+        "state path: " + " -> ".join(f"{z} (v={values[z]:.3g})" for z in path), highlight=False
+    )
+
+
+@app.command("check-matrix")
+@clean_errors
+def check_matrix(
+    alpha: AlphaOpt = 1.0,
+    beta: BetaOpt = 2.0,
+    gamma: GammaOpt = 0.05,
+    lam: LamOpt = 0.5,
+) -> None:
+    """Print the transition matrix W and whether it is dissipative (exit code 1 if not)."""
+    import numpy as np
+
+    from agentic_sql.atr import build_transition_matrix, check_dissipative
+
+    cfg = _atr_cfg(alpha, beta, gamma, lam, True, None, allow=True)
+    W, values = build_transition_matrix(cfg)
+    out.print("state values: " + np.array2string(values, precision=3))
+    out.print("W =\n" + np.array2string(W, precision=3, suppress_small=True))
+    ok = check_dissipative(W, values)
+    out.print(f"dissipative: {'yes' if ok else 'NO (some cycle has non-negative weight)'}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@clean_errors
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML TrainConfig.")],
+    output_dir: Annotated[
+        str | None, typer.Option("--output-dir", help="Override output_dir.")
+    ] = None,
+    resume: Annotated[
+        bool | None,
+        typer.Option("--resume/--no-resume", help="Resume from the latest checkpoint."),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """GRPO training with TRL (multi-GPU: `accelerate launch -m agentic_sql.cli train --config ...`)."""
+    from agentic_sql.train import load_train_config
+    from agentic_sql.train import train as run_train
+
+    setup_logging(verbose)
+    cfg = load_train_config(config, output_dir=output_dir, resume=resume)
+    console.print(
+        f"training {cfg.model} with reward={cfg.reward}, protocol={cfg.protocol} -> {cfg.output_dir}"
+    )
+    metrics = run_train(cfg)
+    out.print_json(json.dumps(metrics, default=str))
+
+
+@app.command("eval")
+@clean_errors
+def eval_cmd(
+    model: ModelOpt,
+    db_root: Annotated[
+        Path | None, typer.Option("--db-root", help="Databases (default: the synthetic suite's).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="BIRD-style split JSON (default: the synthetic suite)."),
+    ] = None,
+    max_turns: Annotated[int, typer.Option("--max-turns", help="Turns per question.")] = 5,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N.")] = None,
+    seed: SeedOpt = 0,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSON.")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Multi-turn agent evaluation (greedy) and EX on a split."""
+    from agentic_sql.eval import run_agent_eval
+    from papercore.io import write_json
+    from papercore.models import load_model, load_tokenizer
+
+    setup_logging(verbose)
+    ds, db_root = _eval_split(data, db_root, seed)
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    with status(f"loading {model}"):
+        tok, lm = load_tokenizer(model), load_model(model)
+    with status(f"running the agent on {len(ds)} questions"):
+        res = run_agent_eval(
+            lm, tok, ds, max_turns=max_turns, greedy=True, db_root=db_root, seed=seed
+        )
+    out.print_json(json.dumps(res, default=str))
+    if output:
+        write_json(output, res)
+
+
+def _eval_split(data: Path | None, db_root: Path | None, seed: int) -> tuple[Any, Path]:
+    from agentic_sql.data import load_bird, make_synthetic_task_suite
+
+    if data is None:
+        import tempfile
+
+        root = db_root or Path(tempfile.mkdtemp(prefix="agentic-sql-"))
+        ds, root = make_synthetic_task_suite(seed=seed, out_dir=root)
+        return ds, Path(root)
+    if db_root is None:
+        raise ValueError("--data needs --db-root")
+    return load_bird(data, db_root), db_root
+
+
+@app.command()
+@clean_errors
+def synth(
+    output: OutputOpt = Path("synthetic-sql"),
+    n_dbs: Annotated[int, typer.Option("--n-dbs", help="Number of databases.")] = 4,
+    n_questions: Annotated[int, typer.Option("--n-questions", help="Number of questions.")] = 200,
+    seed: SeedOpt = 0,
+) -> None:
+    """Build the synthetic database / question suite (used by tests, demo and bench)."""
+    from agentic_sql.data import make_synthetic_task_suite
+
+    with status(f"building {n_dbs} databases and {n_questions} questions"):
+        ds, root = make_synthetic_task_suite(
+            n_dbs=n_dbs, n_questions=n_questions, seed=seed, out_dir=output
+        )
+    out.print(f"wrote {len(ds)} questions over {n_dbs} databases to {root}")
+
+
+@app.command()
+@clean_errors
+def demo(verbose: VerboseOpt = False) -> None:
+    """Run the package demo (ATR+CSMR vs binary EX on the synthetic suite, < 1 min on CPU)."""
+    from agentic_sql.demo import run_demo
+
+    setup_logging(verbose)
+    with status("running the demo"):
+        res = run_demo()
+    out.print(
+        f"{res.metric}: {res.method} = {res.value:.4g} vs {res.baseline} = {res.baseline_value:.4g} "
+        f"(ratio {res.ratio:.3g}x)"
+    )
+    out.print_json(json.dumps(res.details, default=str))
+
+
+def _require_db(executor: Any, db_id: str) -> None:
+    from agentic_sql.env import _require_db as check
+
+    check(executor, db_id)
+
+
+if __name__ == "__main__":  # `python -m agentic_sql.cli` (e.g. under `accelerate launch -m`)
+    app()

@@ -1,0 +1,67 @@
+"""Errors raised by agentic-sql. Each one says what was expected and what was got.
+
+All subclass :class:`papercore.errors.PapercoreError` (so ``papercore.cli.clean_errors`` prints them as one
+line) and a builtin (``ValueError`` / ``FileNotFoundError``) so callers can catch them generically.
+"""
+
+from __future__ import annotations
+
+import os
+
+from papercore.errors import MalformedInputError, PapercoreError
+
+__all__ = [
+    "AgenticSQLError",
+    "DatabaseNotFoundError",
+    "MalformedDatasetError",
+    "SQLParseError",
+    "UnsafeSQLError",
+]
+
+
+class AgenticSQLError(PapercoreError):
+    """Base class of every error agentic-sql raises on purpose."""
+
+
+class UnsafeSQLError(AgenticSQLError, ValueError):
+    """A query that is not exactly one read-only statement (a write, DDL, PRAGMA, ATTACH, several statements,
+    a denied function such as ``load_extension``). The executor turns it into an error observation."""
+
+
+class SQLParseError(AgenticSQLError, ValueError):
+    """sqlglot could not parse (or transpile) a query."""
+
+
+class DatabaseNotFoundError(AgenticSQLError, FileNotFoundError):
+    """A database (``<db_root>/<db_id>/<db_id>.sqlite``) or the database folder itself does not exist.
+
+    Args:
+        db_id: the database id that was asked for (``None`` when the whole ``db_root`` is missing).
+        path: the path that was looked for.
+        detail: optional extra context (e.g. the dataset entry that referenced the database).
+    """
+
+    def __init__(self, db_id: str | None, path: str | os.PathLike, detail: str = ""):
+        self.db_id = db_id
+        self.path = str(path)
+        self.detail = detail
+        if db_id is None:
+            msg = (
+                f"database folder not found: {self.path} (expected a folder of "
+                f"<db_id>/<db_id>.sqlite databases, the BIRD/Spider layout)"
+            )
+        else:
+            msg = (
+                f"database {db_id!r} not found: expected {self.path} "
+                f"(layout <db_root>/<db_id>/<db_id>.sqlite)"
+            )
+        if detail:
+            msg = f"{detail}: {msg}"
+        super().__init__(msg)
+
+    def __reduce__(self):  # picklable across process boundaries
+        return (type(self), (self.db_id, self.path, self.detail))
+
+
+class MalformedDatasetError(AgenticSQLError, MalformedInputError):
+    """A BIRD / Spider split file does not have the expected shape; names the file and the entry index."""

@@ -1,0 +1,436 @@
+"""GRPO training of a multi-turn SQL agent with TRL's ``GRPOTrainer`` (spec §2.4, §3.1).
+
+One dataclass, :class:`TrainConfig`, holds every setting; :func:`load_train_config` reads it from
+YAML; :func:`build_trainer` wires the environment, the rewards and ``GRPOConfig`` into a
+``GRPOTrainer`` (no GRPO loop of our own); :func:`train` runs it with checkpointing and resume.
+
+Two protocols, same environment and rewards:
+
+* ``protocol: tools`` (default) — TRL ``environment_factory``: the model calls ``execute_sql`` /
+  ``submit_answer`` through its chat template's tool calls; the environment's ``get_reward``
+  (ATR, or the baseline named by ``reward``) is the training reward; binary EX is logged with
+  weight 0.
+* ``protocol: text`` — ``rollout_func`` with ``<sql>``/``<solution>`` tags, for any tokenizer.
+
+Multi-GPU: ``accelerate launch --num_processes 8 -m agentic_sql.cli train --config cfg.yaml``;
+GPU sampling: ``grpo: {use_vllm: true, vllm_mode: colocate}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentic_sql.atr import ATRConfig
+from agentic_sql.rewards import REWARD_KINDS, make_reward_funcs
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TrainConfig",
+    "TrajectorySFTTask",
+    "build_trainer",
+    "check_dataset_columns",
+    "latest_checkpoint",
+    "load_train_config",
+    "train",
+    "trajectory_sft_pairs",
+    "warm_start_sft",
+]
+
+REQUIRED_COLUMNS = ("prompt", "db_id", "gold_sql")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a GRPO run needs (YAML keys are the field names).
+
+    Args:
+        model: model name or local path (loaded offline first through papercore).
+        output_dir: checkpoints, logs and the final model.
+        db_root: ``<db_root>/<db_id>/<db_id>.sqlite`` databases (built for ``data.kind: synthetic``).
+        data: ``{"kind": "synthetic", "n_dbs": 4, "n_questions": 200, "seed": 0}``,
+            ``{"kind": "jsonl", "path": "train.jsonl"}`` (rows with prompt, db_id, gold_sql), or
+            ``{"kind": "bird" | "spider", "path": "train.json"}``.
+        protocol: ``"tools"`` (environment_factory) or ``"text"`` (rollout_func).
+        reward: ``"atr"`` (ATR over per-turn CSMR; ``"atr+csmr"`` is an alias), ``"binary"``,
+            ``"arctic"`` or ``"csmr"`` (final-answer CSMR).
+        max_turns: turns per episode (spec default 5).
+        timeout_s: per-query timeout while training (spec default 5 s).
+        isolation: executor isolation, ``"process"`` or ``"thread"``.
+        atr: :class:`~agentic_sql.atr.ATRConfig` fields.
+        csmr_mode, cap_partial: CSMR settings.
+        max_new_tokens_per_turn: text protocol only.
+        grpo: any ``trl.GRPOConfig`` field (num_generations, learning_rate, max_steps, beta, use_vllm, ...).
+        peft: LoRA settings (``peft.LoraConfig`` fields) or ``None``.
+        resume: ``True`` = resume from the latest checkpoint in ``output_dir`` when there is one;
+            a path = that checkpoint; ``False`` = start fresh.
+        seed: the run's seed.
+    """
+
+    model: str
+    output_dir: str = "runs/agentic-sql"
+    db_root: str | None = None
+    data: dict[str, Any] = field(default_factory=lambda: {"kind": "synthetic"})
+    protocol: str = "tools"
+    reward: str = "atr"
+    max_turns: int = 5
+    timeout_s: float = 5.0
+    isolation: str = "process"
+    atr: dict[str, Any] = field(default_factory=dict)
+    csmr_mode: str = "exact"
+    cap_partial: float = 0.9
+    max_new_tokens_per_turn: int = 512
+    grpo: dict[str, Any] = field(default_factory=dict)
+    peft: dict[str, Any] | None = None
+    resume: bool | str = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("tools", "text"):
+            raise ValueError(f"protocol must be 'tools' or 'text', got {self.protocol!r}")
+        if self.reward not in REWARD_KINDS:
+            raise ValueError(f"reward must be one of {list(REWARD_KINDS)}, got {self.reward!r}")
+        if self.max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
+        self.atr_config()  # validate early (raises on beta <= alpha etc.)
+
+    def atr_config(self) -> ATRConfig:
+        return ATRConfig(**self.atr)
+
+
+def load_train_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+    """Read a :class:`TrainConfig` from YAML; unknown keys raise an error naming them."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file not found: {path}")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a YAML mapping of settings, got {type(raw).__name__}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known settings: {sorted(known)}")
+    if "model" not in raw:
+        raise ValueError(f"{path}: the setting 'model' (name or local path) is required")
+    return TrainConfig(**raw)
+
+
+def check_dataset_columns(dataset: Any) -> None:
+    """Raise ``ValueError`` listing the columns a training dataset lacks (spec §6)."""
+    cols = set(
+        getattr(dataset, "column_names", None) or (dataset[0].keys() if len(dataset) else [])
+    )
+    missing = [c for c in REQUIRED_COLUMNS if c not in cols]
+    if missing:
+        raise ValueError(
+            f"the training dataset lacks the column(s) {missing}; SQL GRPO needs {list(REQUIRED_COLUMNS)} "
+            f"(got {sorted(cols)})"
+        )
+
+
+def _load_dataset(cfg: TrainConfig) -> tuple[Any, str]:
+    """``(dataset, db_root)`` from ``cfg.data``."""
+    from agentic_sql import data as data_mod
+
+    kind = str(cfg.data.get("kind", "synthetic"))
+    opts = {k: v for k, v in cfg.data.items() if k not in ("kind", "path", "split")}
+    opts.setdefault("protocol", cfg.protocol)  # prompts explain the protocol and the turn budget
+    opts.setdefault("max_turns", cfg.max_turns)
+    if kind == "synthetic":
+        out_dir = cfg.db_root or str(Path(cfg.output_dir) / "synthetic")
+        ds, root = data_mod.make_synthetic_task_suite(out_dir=out_dir, **opts)
+        return _maybe_split(ds, cfg.data.get("split")), str(root)
+    if cfg.db_root is None:
+        raise ValueError(f"data.kind={kind!r} needs db_root (the folder of <db_id>/<db_id>.sqlite)")
+    path = cfg.data.get("path")
+    if not path:
+        raise ValueError(f"data.kind={kind!r} needs data.path")
+    if kind == "jsonl":  # rows already carry their prompt
+        from papercore.io import read_table, to_dataset
+
+        return to_dataset(read_table(path, required=list(REQUIRED_COLUMNS))), cfg.db_root
+    loaders = {"bird": "load_bird", "spider": "load_spider", "spider2": "load_spider2_sqlite"}
+    if kind not in loaders:
+        raise ValueError(
+            f"unknown data.kind {kind!r}; expected one of ['synthetic', 'jsonl', *{sorted(loaders)}]"
+        )
+    return getattr(data_mod, loaders[kind])(path, cfg.db_root, **opts), cfg.db_root
+
+
+def _maybe_split(ds: Any, split: str | None) -> Any:
+    if split is None or "split" not in ds.column_names:
+        return ds
+    return ds.filter(lambda r: r["split"] == split)
+
+
+def build_trainer(
+    cfg: TrainConfig,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    train_dataset: Any = None,
+    db_root: str | os.PathLike | None = None,
+    executor: Any = None,
+    callbacks: list[Any] | None = None,
+    extra_reward_funcs: list[Any] | None = None,
+    env_cls: type | None = None,
+) -> Any:
+    """A ready ``trl.GRPOTrainer`` for ``cfg`` (objects passed here override the config's).
+
+    ``extra_reward_funcs`` are added with weight 0: logged (``rewards/<name>/mean``), not trained on.
+    ``env_cls`` swaps in a :class:`~agentic_sql.env.SQLEnvironment` subclass.
+
+    Raises:
+        ValueError: the dataset lacks prompt / db_id / gold_sql, or ``protocol="tools"`` with a
+            tokenizer whose chat template cannot render tool calls (use ``protocol="text"``).
+    """
+    from trl import GRPOConfig, GRPOTrainer
+
+    from agentic_sql.env import make_environment_factory
+    from agentic_sql.rollout import make_sql_rollout_func
+
+    if train_dataset is None:
+        train_dataset, root = _load_dataset(cfg)
+        db_root = db_root or root
+    db_root = db_root or cfg.db_root
+    check_dataset_columns(train_dataset)
+    if model is None or isinstance(model, (str, os.PathLike)):
+        from papercore.models import load_model, load_tokenizer
+
+        name = str(model or cfg.model)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
+        model = load_model(name, dtype=cfg.grpo.get("model_dtype", "auto"))
+    if tokenizer is None:
+        raise ValueError("build_trainer needs the tokenizer when a model object is passed")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if cfg.protocol == "tools":
+        _check_tool_support(tokenizer)
+
+    atr = cfg.atr_config()
+    env_factory = make_environment_factory(
+        db_root,
+        executor=executor,
+        timeout_s=cfg.timeout_s,
+        isolation=cfg.isolation,
+        max_turns=cfg.max_turns,
+        atr=atr,
+        reward_kind=cfg.reward,
+        csmr_mode=cfg.csmr_mode,
+        cap_partial=cfg.cap_partial,
+        **({"env_cls": env_cls} if env_cls is not None else {}),
+    )
+    grpo = {k: v for k, v in cfg.grpo.items() if k != "model_dtype"}
+    grpo.setdefault("output_dir", cfg.output_dir)
+    grpo.setdefault("seed", cfg.seed)
+    grpo.setdefault("report_to", "none")
+    logged = make_reward_funcs("binary", env_factory.executor, atr)  # EX, logged with weight 0
+    if cfg.protocol == "tools":
+        grpo.setdefault("max_tool_calling_iterations", cfg.max_turns)
+        grpo["reward_weights"] = [0.0]  # TRL appends SQLEnvironment.get_reward with weight 1
+        reward_funcs, extra = logged, {"environment_factory": env_factory}
+    else:
+        train_funcs = make_reward_funcs(
+            cfg.reward,
+            env_factory.executor,
+            atr,
+            csmr_mode=cfg.csmr_mode,
+            cap_partial=cfg.cap_partial,
+        )
+        reward_funcs = train_funcs + (logged if cfg.reward != "binary" else [])
+        grpo["reward_weights"] = [1.0] + [0.0] * (len(reward_funcs) - 1)
+        rollout = make_sql_rollout_func(
+            env_factory,
+            max_turns=cfg.max_turns,
+            max_new_tokens_per_turn=cfg.max_new_tokens_per_turn,
+        )
+        extra = {"rollout_func": rollout}
+    if extra_reward_funcs:
+        reward_funcs = reward_funcs + list(extra_reward_funcs)
+        grpo["reward_weights"] = grpo["reward_weights"] + [0.0] * len(extra_reward_funcs)
+    peft_config = None
+    if cfg.peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(**cfg.peft)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=GRPOConfig(**grpo),
+        train_dataset=train_dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+        **extra,
+    )
+    trainer._agentic_sql_env_factory = env_factory
+    return trainer
+
+
+def _check_tool_support(tokenizer: Any) -> None:
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) < Version("5.2.0"):
+        raise ValueError(
+            f"protocol='tools' uses TRL's environment_factory, which needs transformers >= 5.2 "
+            f"(installed: {transformers.__version__}); upgrade transformers or use protocol='text'"
+        )
+    from trl.chat_template_utils import supports_tool_calling
+
+    if getattr(tokenizer, "chat_template", None) is None or not supports_tool_calling(tokenizer):
+        raise ValueError(
+            "protocol='tools' needs a chat template that renders tool calls (e.g. Qwen2.5/Qwen3); "
+            "this tokenizer's cannot, so use protocol='text' (<sql>/<solution> tags work with any tokenizer)"
+        )
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest ``checkpoint-N`` folder under ``output_dir`` (or ``None``)."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    ckpts = [p for p in root.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    if not ckpts:
+        return None
+    return str(max(ckpts, key=lambda p: int(p.name.split("-")[-1])))
+
+
+def train(cfg: TrainConfig, **build_kwargs: Any) -> dict[str, Any]:
+    """Build the trainer, train (resuming when asked), save the final model; returns the train metrics."""
+    from papercore.seeding import seed_everything
+
+    seed_everything(cfg.seed)
+    trainer = build_trainer(cfg, **build_kwargs)
+    resume: str | None = None
+    if cfg.resume is True:
+        resume = latest_checkpoint(trainer.args.output_dir)
+    elif isinstance(cfg.resume, str) and cfg.resume:
+        if not Path(cfg.resume).is_dir():
+            raise FileNotFoundError(f"resume checkpoint not found: {cfg.resume}")
+        resume = cfg.resume
+    if resume:
+        logger.info("resuming from %s", resume)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model(trainer.args.output_dir)
+    finally:
+        trainer._agentic_sql_env_factory.close()
+    metrics = dict(result.metrics)
+    metrics["resumed_from"] = resume
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# SFT warm start (tiny models in tests, demo and bench): teach the call format before GRPO
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrajectorySFTTask:
+    """A papercore ``SyntheticTask`` sampling fixed ``(prompt text, target text)`` pairs."""
+
+    pairs: tuple[tuple[str, str], ...]
+    name: str = "sql-trajectories"
+
+    def params(self) -> dict[str, Any]:
+        return {"pairs": [list(p) for p in self.pairs]}
+
+    def sample(self, rng: Any) -> tuple[str, str]:
+        return rng.choice(self.pairs)
+
+
+def trajectory_sft_pairs(
+    rows: Any,
+    trajectories: Any,
+    tokenizer: Any,
+    env_factory: Any,
+    *,
+    protocol: str = "text",
+) -> list[tuple[str, str]]:
+    """One SFT pair per model turn of each scripted trajectory, with real observations.
+
+    ``trajectories[i]`` lists the queries of row ``i``: exploratory ones, then the final answer.
+    Each pair is ``(everything before the turn, the turn)``, rendered as the trainer will see it
+    (``protocol="tools"``: the chat template's tool calls; ``"text"``: ``<sql>``/``<solution>`` tags
+    and ``<observation>`` feedback), so the loss never covers observation tokens.
+    """
+    from agentic_sql.rollout import observation_text
+    from papercore.generation import render_prompt
+
+    pairs: list[tuple[str, str]] = []
+    for row, queries in zip(rows, trajectories, strict=True):
+        env = env_factory()
+        env.reset(**row)
+        if protocol == "text":
+            prefix = render_prompt(row["prompt"], tokenizer)
+            for i, q in enumerate(queries):
+                final = i == len(queries) - 1
+                turn = f"<solution>{q}</solution>" if final else f"<sql>{q}</sql>"
+                pairs.append((prefix, turn))
+                if not final:
+                    prefix += turn + observation_text(env.execute_sql(q))
+            continue
+        tools = [env.execute_sql, env.submit_answer]
+        msgs = list(row["prompt"])
+        for i, q in enumerate([*queries, None]):
+            before = tokenizer.apply_chat_template(
+                msgs, tools=tools, add_generation_prompt=True, tokenize=False
+            )
+            if q is None:  # after submitting: a short closing message without tool calls
+                msg = {"role": "assistant", "content": "Done."}
+            else:
+                name = "submit_answer" if i == len(queries) - 1 else "execute_sql"
+                call = {"type": "function", "function": {"name": name, "arguments": {"query": q}}}
+                msg = {"role": "assistant", "content": "", "tool_calls": [call]}
+            full = tokenizer.apply_chat_template([*msgs, msg], tools=tools, tokenize=False)
+            if not full.startswith(before):
+                raise ValueError(
+                    "the chat template is not prefix-preserving; cannot build SFT pairs"
+                )
+            pairs.append((before, full[len(before) :].rstrip("\n")))
+            if q is None:
+                break
+            result = getattr(env, msg["tool_calls"][0]["function"]["name"])(q)
+            msgs += [msg, {"role": "tool", "name": name, "content": result}]
+    return pairs
+
+
+def warm_start_sft(
+    pairs: Any,
+    cache_dir: str | os.PathLike,
+    *,
+    steps: int = 300,
+    batch_size: int = 16,
+    lr: float = 3e-3,
+    seed: int = 0,
+    arch: str = "qwen2",
+    model_kwargs: dict[str, Any] | None = None,
+    tokenizer_kwargs: dict[str, Any] | None = None,
+) -> Path:
+    """Train (or load from ``cache_dir``) a tiny causal LM on ``pairs``; returns its directory.
+
+    Uses :func:`papercore.testing.train_tiny_lm` (loss on the target tokens + EOS only; cached
+    under a hash of the pairs and settings). ``tokenizer_kwargs`` go to
+    :func:`papercore.testing.build_causal_tokenizer` (e.g. a chat template, extra corpus texts).
+    """
+    from papercore.testing.training import TrainSettings, train_tiny_lm
+
+    task = TrajectorySFTTask(tuple((str(p), str(t)) for p, t in pairs))
+    settings = TrainSettings(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    return train_tiny_lm(
+        task,
+        cache_dir=cache_dir,
+        settings=settings,
+        arch=arch,
+        model_kwargs=model_kwargs,
+        tokenizer_kwargs=tokenizer_kwargs,
+    )
