@@ -28,15 +28,9 @@ from agentic_sql.train import (
 CITIES = ("paris", "rome")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
     """Tiny models gain nothing from a second thread, which spin-waits on a busy 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -74,3 +74,20 @@ def test_clean_errors_exit_code_2(capsys):
         cmd()
     assert info.value.exit_code == 2
     assert "data.jsonl, line 7: invalid JSON" in capsys.readouterr().err
+
+
+def test_make_app_has_version_and_help():
+    from typer.testing import CliRunner
+
+    from papercore.cli import make_app
+
+    sub = make_app("papercore", "A package CLI.")
+
+    @sub.command()
+    def hello() -> None:
+        """Say hello."""
+
+    res = CliRunner().invoke(sub, ["--version"])
+    assert res.exit_code == 0 and res.output.strip().startswith("papercore 0.")
+    res = CliRunner().invoke(sub, ["--help"])
+    assert res.exit_code == 0 and "A package CLI." in res.output and "hello" in res.output

@@ -125,3 +125,16 @@ def test_trained_lm_is_cached(trained_counting_lm, papercore_cache_dir):
     mtime = (trained_counting_lm / "config.json").stat().st_mtime
     again = train_tiny_lm(CountingTask(), cache_dir=papercore_cache_dir)
     assert again == trained_counting_lm and (again / "config.json").stat().st_mtime == mtime
+
+
+def test_one_torch_thread_restores_the_count(one_torch_thread):
+    import torch
+
+    from papercore.seeding import torch_threads
+
+    assert torch.get_num_threads() == 1
+    with torch_threads(2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 1
+    with pytest.raises(ValueError, match="thread count must be ≥ 1"), torch_threads(0):
+        pass

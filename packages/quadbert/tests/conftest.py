@@ -31,17 +31,6 @@ def synthetic():
     return make_synthetic_retrieval(seed=0)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread; more oversubscribe a shared CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def st_model_dir(tiny_st_dir, tmp_path_factory):
     """The tiny BERT saved as a full sentence-transformers model directory (modules.json)."""

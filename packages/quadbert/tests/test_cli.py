@@ -34,7 +34,7 @@ def test_help_lists_every_command():
         assert cmd in res.output
 
 
-def test_mine_train_index_search_eval(beir_dir, st_model_dir, tmp_path, one_thread):
+def test_mine_train_index_search_eval(beir_dir, st_model_dir, tmp_path, one_torch_thread):
     quads = tmp_path / "quads.jsonl"
     res = invoke("mine", beir_dir, "-o", quads, "--hard-k", 20, "--n-per-query", 2, "--seed", 1)
     assert res.exit_code == 0, res.output

@@ -47,7 +47,9 @@ def args_for(out, **kw):
     )
 
 
-def test_training_decreases_the_loss_and_evaluates(tiny_st, quads, synthetic, tmp_path, one_thread):
+def test_training_decreases_the_loss_and_evaluates(
+    tiny_st, quads, synthetic, tmp_path, one_torch_thread
+):
     before = full_loss(tiny_st, quads)
     rec = Recorder()
     test = synthetic.test.subset(list(synthetic.test.queries)[:8])
@@ -69,7 +71,7 @@ def test_training_decreases_the_loss_and_evaluates(tiny_st, quads, synthetic, tm
     ]
 
 
-def test_resume_from_the_latest_checkpoint(st_model_dir, quads, tmp_path, one_thread):
+def test_resume_from_the_latest_checkpoint(st_model_dir, quads, tmp_path, one_torch_thread):
     train_quadbert(str(st_model_dir), quads, args=args_for(tmp_path, num_train_epochs=1))
     rec = Recorder()
     train_quadbert(

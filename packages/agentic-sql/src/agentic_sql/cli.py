@@ -15,18 +15,17 @@ from papercore.cli import (
     VerboseOpt,
     clean_errors,
     console,
+    make_app,
     out,
     setup_logging,
     status,
     track,
 )
 
-app = typer.Typer(
-    name="agentic-sql",
-    help="Multi-turn Text-to-SQL agent trained with GRPO: trajectory reward ATR over per-turn CSMR "
+app = make_app(
+    "agentic-sql",
+    "Multi-turn Text-to-SQL agent trained with GRPO: trajectory reward ATR over per-turn CSMR "
     "scores, in a read-only SQLite sandbox.",
-    no_args_is_help=True,
-    add_completion=False,
 )
 
 DbRootOpt = Annotated[
@@ -36,18 +35,6 @@ AlphaOpt = Annotated[float, typer.Option("--alpha", help="ATR improvement weight
 BetaOpt = Annotated[float, typer.Option("--beta", help="ATR regression weight (> alpha).")]
 GammaOpt = Annotated[float, typer.Option("--gamma", help="ATR stagnation cost per turn.")]
 LamOpt = Annotated[float, typer.Option("--lam", help="Weight of the transition sum in ATR.")]
-
-
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    """Multi-turn Text-to-SQL agent trained with GRPO: ATR over per-turn CSMR scores."""
-    if version:
-        from agentic_sql import __version__
-
-        out.print(f"agentic-sql {__version__}")
-        raise typer.Exit()
 
 
 @app.command("exec")

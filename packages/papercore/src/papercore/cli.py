@@ -23,8 +23,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from papercore import __version__
-
 console = Console(stderr=True)
 out = Console()
 
@@ -104,6 +102,37 @@ def status(message: str) -> Iterator[None]:
     """A spinner for a step of unknown length."""
     with console.status(message):
         yield
+
+
+def version_option(dist: str) -> Any:
+    """An eager ``--version`` typer option that prints ``<dist> <version>`` and exits."""
+
+    def show(value: bool) -> None:
+        if value:
+            from importlib.metadata import PackageNotFoundError
+            from importlib.metadata import version as dist_version
+
+            try:
+                out.print(f"{dist} {dist_version(dist)}")
+            except PackageNotFoundError:
+                out.print(f"{dist} (not installed)")
+            raise typer.Exit()
+
+    return typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=show
+    )
+
+
+def make_app(dist: str, help: str) -> typer.Typer:
+    """A package's root typer app: help when called without arguments, and ``--version``."""
+    sub = typer.Typer(name=dist, help=help, no_args_is_help=True, add_completion=False)
+
+    @sub.callback()
+    def _root(version: bool = version_option(dist)) -> None:
+        pass
+
+    _root.__doc__ = help
+    return sub
 
 
 app = typer.Typer(
@@ -209,9 +238,5 @@ def info() -> None:
 
 
 @app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    if version:
-        out.print(f"papercore {__version__}")
-        raise typer.Exit()
+def _root(version: bool = version_option("papercore")) -> None:
+    """Shared core of the paper-methods workspace: run every installed method's demo, show versions."""

@@ -18,17 +18,16 @@ from papercore.cli import (
     VerboseOpt,
     clean_errors,
     console,
+    make_app,
     out,
     setup_logging,
     status,
 )
 
-app = typer.Typer(
-    name="quadbert",
-    help="QuadrupletBERT: bi-encoder retrieval trained with a quadruplet loss (hard vs simple "
+app = make_app(
+    "quadbert",
+    "QuadrupletBERT: bi-encoder retrieval trained with a quadruplet loss (hard vs simple "
     "negatives), with faiss indexing and IR evaluation.",
-    no_args_is_help=True,
-    add_completion=False,
 )
 
 MODEL_FILE = "quadbert.json"  # beside a saved index: which encoder built it
@@ -379,18 +378,6 @@ def _encoder(model: str, device: str | None):
 
     with status(f"loading {model}"):
         return load_encoder(model, device=device)
-
-
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-) -> None:
-    """QuadrupletBERT: bi-encoder retrieval trained with a quadruplet loss, with faiss indexing."""
-    if version:
-        from quadbert import __version__
-
-        out.print(f"quadbert {__version__}")
-        raise typer.Exit()
 
 
 if __name__ == "__main__":  # `accelerate launch -m quadbert.cli train ...`

