@@ -1,10 +1,45 @@
-"""structkv: StructKV: structure-aware KV-cache compression (cross-layer in-degree centrality, dynamic pivot layer, decoupled compute/memory budgets) with its baselines."""
+"""structkv: structure-aware KV-cache compression (StructKV) and its baselines, as kvpress-style presses.
 
+>>> from structkv import StructKVPress, prefill, generate
+>>> with StructKVPress(compression_ratio=0.9, prefill_budget=0.6)(model):
+...     out = model(input_ids)
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 try:
     __version__ = version("structkv")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+_LAZY = {
+    "BasePress": "structkv.presses",
+    "ScorerPress": "structkv.presses",
+    "PropagatingPress": "structkv.presses",
+    "StreamingLLMPress": "structkv.presses",
+    "SnapKVPress": "structkv.presses",
+    "PyramidKVPress": "structkv.presses",
+    "GemFilterPress": "structkv.presses",
+    "FastKVPress": "structkv.presses",
+    "StructKVPress": "structkv.presses",
+    "PrefillResult": "structkv.generation",
+    "prefill": "structkv.generation",
+    "generate": "structkv.generation",
+    "question_logits": "structkv.generation",
+    "window_indegree": "structkv.kernels",
+    "window_indegree_torch": "structkv.kernels",
+    "make_press": "structkv.registry",
+    "PRESSES": "structkv.registry",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'structkv' has no attribute {name!r}")

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The exact commands of the four training attempts for the tiny associative-recall Llama
+# (see README, "Training attempts"). Each is checkpointed every --eval-every steps and resumes
+# from OUT/ckpt.pt when re-run. Run from the repository root.
+set -euo pipefail
+attempt="${1:-4}"
+run() { nice -n 10 uv run --locked python -m structkv.synthetic.train "$@"; }
+case "$attempt" in
+  1) run --out packages/structkv/bench/runs/recall --steps 6000 --curriculum-steps 2500 --max-pairs 16 --threads 1 ;;
+  2) run --out packages/structkv/bench/runs/recall2 --steps 6000 --n-keys 32 --n-values 32 --n-filler 32 \
+       --min-len 17 --max-len 256 --min-pairs 8 --max-pairs 8 --curriculum-start 1000 --curriculum-steps 3500 \
+       --tokens-per-batch 8192 --batch-size 16 --eval-every 200 --threads 1 ;;
+  3) run --out packages/structkv/bench/runs/recall3 --layers 4 --hidden 64 --heads 2 --kv-heads 1 --intermediate 192 \
+       --lr 3e-3 --steps 2500 --n-keys 32 --n-values 32 --n-filler 32 --min-len 17 --max-len 256 --min-pairs 8 \
+       --max-pairs 8 --curriculum-start 300 --curriculum-steps 1500 --tokens-per-batch 4096 --batch-size 16 \
+       --eval-every 100 --eval-samples 100 --threads 1 ;;
+  4) run --out packages/structkv/bench/runs/recall4 --layers 4 --hidden 64 --heads 2 --kv-heads 1 --intermediate 192 \
+       --lr 3e-3 --weight-decay 0.1 --steps 10000 --n-keys 32 --n-values 32 --n-filler 32 --min-len 17 --max-len 256 \
+       --min-pairs 8 --max-pairs 8 --adaptive --len-step 16 --tokens-per-batch 4096 --batch-size 16 \
+       --eval-every 200 --eval-samples 100 --threads 1 ;;
+  *) echo "attempt must be 1-4" >&2; exit 2 ;;
+esac

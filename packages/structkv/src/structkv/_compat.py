@@ -1,0 +1,101 @@
+"""Small shims over transformers internals that moved between releases (5.20 ↔ 5.24)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from structkv.errors import UnsupportedModelError
+
+SUPPORTED = (
+    "LlamaForCausalLM, MistralForCausalLM (sliding_window=None), Qwen2ForCausalLM, Qwen3ForCausalLM"
+)
+_CACHE_KEYS = ("cache", "past_key_values")
+
+
+def cache_from_kwargs(kwargs: dict[str, Any]):
+    """The cache a layer/attention module was called with (``cache`` in 5.24+, ``past_key_values`` before)."""
+    for k in _CACHE_KEYS:
+        if kwargs.get(k) is not None:
+            return kwargs[k]
+    return None
+
+
+def cache_kwarg_name(module: torch.nn.Module) -> str:
+    """Which keyword ``module.forward`` takes for the cache."""
+    import inspect
+
+    params = inspect.signature(module.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def get_layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if hasattr(cache, "layers"):
+        lay = cache.layers[layer]
+        return lay.keys, lay.values
+    return cache.key_cache[layer], cache.value_cache[
+        layer
+    ]  # pragma: no cover - transformers < 4.56
+
+
+def set_layer_kv(cache, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+    if hasattr(cache, "layers"):
+        cache.layers[layer].keys = keys
+        cache.layers[layer].values = values
+    else:  # pragma: no cover - transformers < 4.56
+        cache.key_cache[layer] = keys
+        cache.value_cache[layer] = values
+
+
+def layer_length(cache, layer: int) -> int:
+    keys, _ = get_layer_kv(cache, layer)
+    return 0 if keys is None or keys.numel() == 0 else int(keys.shape[-2])
+
+
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack (``LlamaModel`` …) of a causal LM or of the stack itself."""
+    if hasattr(model, "layers"):
+        return model
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "layers"):
+        return inner
+    raise UnsupportedModelError(
+        f"{type(model).__name__} has no decoder layer list (model.model.layers); supported: {SUPPORTED}"
+    )
+
+
+def check_supported(model: torch.nn.Module) -> torch.nn.Module:
+    """Validate that ``model`` is a dense full-attention decoder we can hook; return its decoder stack."""
+    base = base_model(model)
+    name = type(model).__name__
+    cfg = getattr(model, "config", None)
+    missing = []
+    if not hasattr(base, "rotary_emb"):
+        missing.append("a rotary embedding (model.model.rotary_emb)")
+    for i, layer in enumerate(base.layers):
+        attn = getattr(layer, "self_attn", None)
+        if attn is None:
+            missing.append(f"layer {i}.self_attn")
+            break
+        for attr in ("q_proj", "k_proj", "layer_idx", "head_dim"):
+            if not hasattr(attn, attr):
+                missing.append(f"layer {i}.self_attn.{attr}")
+        if missing:
+            break
+    if cfg is not None:
+        if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
+            missing.append(
+                f"full attention (config.sliding_window={cfg.sliding_window}; set it to None)"
+            )
+        types = getattr(cfg, "layer_types", None)
+        if types and any(t != "full_attention" for t in types):
+            missing.append(f"full attention in every layer (layer_types has {sorted(set(types))})")
+        for moe in ("num_experts", "num_local_experts", "n_routed_experts"):
+            if getattr(cfg, moe, None):
+                missing.append(f"a dense MLP ({moe}={getattr(cfg, moe)}: MoE is not supported)")
+    if missing:
+        raise UnsupportedModelError(
+            f"cannot hook {name}: missing {'; '.join(missing)}. Supported: {SUPPORTED}"
+        )
+    return base

@@ -1,0 +1,43 @@
+"""Pure-PyTorch window in-degree + entropy (spec §2.1, §2.3): the reference and the test oracle."""
+
+from __future__ import annotations
+
+import torch
+
+
+def window_attention(
+    q_win: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Causal softmax attention of the window queries over all keys, float32.
+
+    q_win (B, H, w, d) post-RoPE window queries; k (B, H_kv, n, d) keys; q_pos (w,) index of each window
+    query in the key sequence (key j is visible to query i iff j ≤ q_pos[i]). Returns (B, H, w, n).
+    """
+    h = q_win.shape[1]
+    h_kv, n = k.shape[1], k.shape[2]
+    g = h // h_kv
+    kk = k.float().repeat_interleave(g, dim=1)
+    logits = torch.matmul(q_win.float(), kk.transpose(-1, -2)) * scale
+    mask = torch.arange(n, device=k.device)[None, :] > q_pos.to(k.device)[:, None]  # (w, n)
+    logits = logits.masked_fill(mask, float("-inf"))
+    return torch.softmax(logits, dim=-1)
+
+
+def window_indegree_torch(
+    q_win: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window in-degree per KV head and normalised row entropy per query head.
+
+    indeg (B, H_kv, n) f32: s^g(j) = 1/(G·w) Σ_{h∈g} Σ_{i∈W} a_ij.
+    entropy (B, H) f32: mean_i [−Σ_j a_ij log a_ij] / log(q_pos_i + 1) (a row with one visible key counts 0).
+    """
+    b, h, w, _ = q_win.shape
+    h_kv, n = k.shape[1], k.shape[2]
+    g = h // h_kv
+    a = window_attention(q_win, k, q_pos, scale)
+    indeg = a.sum(dim=2).view(b, h_kv, g, n).sum(dim=2) / (g * w)
+    plogp = torch.where(a > 0, a * torch.log(a.clamp_min(1e-38)), torch.zeros_like(a))
+    ent = -plogp.sum(dim=-1)  # (B, H, w)
+    denom = torch.log(q_pos.to(k.device).float() + 1.0)
+    norm = torch.where(denom > 0, ent / denom.clamp_min(1e-12), torch.zeros_like(ent))
+    return indeg, norm.mean(dim=-1)

@@ -1,0 +1,100 @@
+"""RULER-style text tasks for a real tokenizer (multi-key needle in a haystack), and JSONL datasets.
+
+Records (built-in or from a JSONL file) have ``context``, ``question``, ``answer`` (string or list of
+strings) and optional ``answer_prefix`` and ``max_new_tokens`` (the kvpress/RULER column names).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from structkv.evaluate import EvalSample
+
+_FILLER = (
+    "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+)
+_WORDS = [
+    "apple",
+    "river",
+    "silver",
+    "falcon",
+    "marble",
+    "orchid",
+    "copper",
+    "lantern",
+    "meadow",
+    "harbor",
+    "velvet",
+    "thunder",
+    "cedar",
+    "quartz",
+    "pepper",
+    "saddle",
+    "glacier",
+    "violet",
+    "ember",
+    "canyon",
+]
+
+
+def niah_records(
+    n: int, context_tokens: int, tokenizer, n_keys: int = 4, seed: int = 0
+) -> list[dict]:
+    """``n`` multi-key NIAH records whose context is about ``context_tokens`` tokens long."""
+    rng = random.Random(seed)
+    filler_len = max(1, len(tokenizer(_FILLER, add_special_tokens=False)["input_ids"]))
+    reps = max(1, context_tokens // filler_len)
+    out = []
+    for _ in range(n):
+        keys = rng.sample(_WORDS, n_keys)
+        values = [str(rng.randint(100000, 999999)) for _ in keys]
+        chunks = [_FILLER] * reps
+        for k, v in zip(keys, values, strict=True):
+            chunks.insert(rng.randint(0, len(chunks)), f"The special magic number for {k} is {v}. ")
+        i = rng.randrange(n_keys)
+        out.append(
+            {
+                "context": "".join(chunks),
+                "question": f"What is the special magic number for {keys[i]}?",
+                "answer_prefix": f" Answer: The special magic number for {keys[i]} is",
+                "answer": values[i],
+                "max_new_tokens": 8,
+            }
+        )
+    return out
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """Records from a JSONL file (LongBench/RULER exported with context/question/answer columns)."""
+    from papercore.io import read_jsonl
+
+    return read_jsonl(path, required=["context", "question", "answer"])
+
+
+def records_to_samples(
+    records: list[dict], tokenizer, max_context_tokens: int | None = None
+) -> list[EvalSample]:
+    """Tokenise records; answers are matched as strings in the decoded greedy output."""
+    samples = []
+    for r in records:
+        ctx = tokenizer(r["context"], add_special_tokens=True)["input_ids"]
+        if max_context_tokens is not None:
+            ctx = ctx[-max_context_tokens:]
+        q = tokenizer("\n" + r["question"] + r.get("answer_prefix", ""), add_special_tokens=False)[
+            "input_ids"
+        ]
+        ans = r["answer"] if isinstance(r["answer"], list) else [r["answer"]]
+        ans = [str(a) for a in ans]
+        samples.append(
+            EvalSample(
+                context_ids=torch.tensor(ctx),
+                question_ids=[torch.tensor(q)],
+                answers=[tokenizer(" " + ans[0], add_special_tokens=False)["input_ids"]],
+                answer_texts=[ans],
+                max_new_tokens=int(r.get("max_new_tokens", 16)),
+            )
+        )
+    return samples

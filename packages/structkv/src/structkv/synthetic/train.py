@@ -1,0 +1,215 @@
+"""Train the tiny associative-recall Llama on CPU, checkpointed and resumable.
+
+Recipe (MQAR-style, Zoology 2023): single-token keys and values from a small vocabulary, pairs planted
+in a filler haystack, every pair queried once after the haystack with the loss on every query's answer,
+length curriculum from short to long. ``python -m structkv.synthetic.train --out DIR`` resumes from
+``DIR/ckpt.pt`` when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from structkv.synthetic.tasks import RecallVocab, make_recall_sample, training_batch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    layers: int = 4
+    hidden: int = 128
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 256
+    n_keys: int = 64
+    n_values: int = 64
+    n_filler: int = 64
+    steps: int = 6000
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    warmup: int = 100
+    min_len: int = 32
+    max_len: int = 256
+    curriculum_start: int = 0
+    curriculum_steps: int = 3000
+    tokens_per_batch: int = 0
+    adaptive: bool = (
+        False  # grow the length by len_step whenever the training query accuracy EMA ≥ adapt_acc
+    )
+    len_step: int = 16
+    adapt_acc: float = 0.9
+    min_pairs: int = 4
+    max_pairs: int = 8
+    eval_every: int = 250
+    eval_len: int = 256
+    eval_samples: int = 200
+    seed: int = 0
+    threads: int = 1
+
+
+def build_model(cfg: TrainConfig, attn_implementation: str = "sdpa"):
+    """A Llama built from config (no hub access) sized for the recall task."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab = RecallVocab(cfg.n_keys, cfg.n_values, cfg.n_filler)
+    config = LlamaConfig(
+        vocab_size=vocab.size,
+        hidden_size=cfg.hidden,
+        intermediate_size=cfg.intermediate,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        num_key_value_heads=cfg.kv_heads,
+        max_position_embeddings=4096,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
+    torch.manual_seed(cfg.seed)
+    model = LlamaForCausalLM(config)
+    model.config._attn_implementation = attn_implementation
+    return model
+
+
+def _schedule(cfg: TrainConfig, step: int) -> tuple[int, int]:
+    """(haystack length, pairs) at ``step``: linear length curriculum, pairs growing with length."""
+    span = max(1, cfg.curriculum_steps - cfg.curriculum_start)
+    frac = min(1.0, max(0.0, (step - cfg.curriculum_start) / span))
+    length = int(cfg.min_len + frac * (cfg.max_len - cfg.min_len))
+    pairs = round(cfg.min_pairs + frac * (cfg.max_pairs - cfg.min_pairs))
+    return length, pairs
+
+
+@torch.no_grad()
+def evaluate_recall(model, cfg: TrainConfig, length: int, n: int, seed: int = 1234) -> float:
+    """Full-cache exact match of the answer to one query appended after a ``length``-token haystack."""
+    vocab = RecallVocab(cfg.n_keys, cfg.n_values, cfg.n_filler)
+    gen = torch.Generator().manual_seed(seed)
+    model.eval()
+    correct = 0
+    batch = []
+    answers = []
+    for _ in range(n):
+        s = make_recall_sample(length, cfg.max_pairs, 1, gen, vocab)
+        batch.append(torch.cat([s.context, torch.tensor(s.queries[:1])]))
+        answers.append(s.answers[0])
+    ids = torch.stack(batch)
+    for i in range(0, n, 50):
+        logits = model(ids[i : i + 50]).logits[:, -1]
+        correct += int((logits.argmax(-1) == torch.tensor(answers[i : i + 50])).sum())
+    model.train()
+    return correct / n
+
+
+def train(cfg: TrainConfig, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    model = build_model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    vocab = RecallVocab(cfg.n_keys, cfg.n_values, cfg.n_filler)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step, elapsed, history = 0, 0.0, []
+    cur_len, acc_ema = cfg.min_len, 0.0
+    ckpt = out / "ckpt.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        gen.set_state(state["gen"])
+        step, elapsed, history = state["step"], state["elapsed"], state["history"]
+        cur_len, acc_ema = state.get("cur_len", cfg.min_len), state.get("acc_ema", 0.0)
+        logger.info("resumed at step %d (%.0f s)", step, elapsed)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    model.train()
+    t0 = time.time() - elapsed
+    while step < cfg.steps:
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        lr *= 0.5 * (1 + math.cos(math.pi * step / cfg.steps)) * 0.9 + 0.1
+        for g in opt.param_groups:
+            g["lr"] = lr
+        length, pairs = _schedule(cfg, step)
+        if cfg.adaptive:
+            length, pairs = cur_len, cfg.max_pairs
+        bs = cfg.batch_size
+        if cfg.tokens_per_batch:  # constant tokens per step: short sequences get large batches
+            bs = max(cfg.batch_size, cfg.tokens_per_batch // (length + 2 * pairs))
+        ids, labels = training_batch(bs, length, pairs, gen, vocab)
+        logits = model(ids).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
+        )
+        with torch.no_grad():
+            sel = labels != -100
+            batch_acc = float((logits.argmax(-1)[sel] == labels[sel]).float().mean())
+        acc_ema = 0.9 * acc_ema + 0.1 * batch_acc
+        if cfg.adaptive and acc_ema >= cfg.adapt_acc and cur_len < cfg.max_len:
+            cur_len = min(cfg.max_len, cur_len + cfg.len_step)
+            acc_ema = 0.5 * cfg.adapt_acc  # re-earn the threshold at the new length
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            acc = evaluate_recall(model, cfg, cfg.eval_len, cfg.eval_samples)
+            rec = {
+                "step": step,
+                "seconds": round(time.time() - t0, 1),
+                "loss": round(float(loss.detach()), 4),
+                "train_len": length,
+                "train_acc_ema": round(acc_ema, 3),
+                "pairs": pairs,
+                f"acc@{cfg.eval_len}": acc,
+            }
+            history.append(rec)
+            print(json.dumps(rec), flush=True)
+            tmp = out / "ckpt.pt.tmp"
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "gen": gen.get_state(),
+                    "step": step,
+                    "elapsed": time.time() - t0,
+                    "history": history,
+                    "cur_len": cur_len,
+                    "acc_ema": acc_ema,
+                },
+                tmp,
+            )
+            tmp.replace(ckpt)
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+            if acc >= 0.99 and length >= cfg.max_len:
+                break
+    model.save_pretrained(out / "model")
+    return {"steps": step, "seconds": time.time() - t0, "history": history}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", type=Path, required=True)
+    for name, field in TrainConfig.__dataclass_fields__.items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(field.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            p.add_argument(flag, type=type(field.default), default=field.default)
+    a = vars(p.parse_args(argv))
+    out = a.pop("out")
+    logging.basicConfig(level=logging.INFO)
+    train(TrainConfig(**a), out)
+
+
+if __name__ == "__main__":
+    main()

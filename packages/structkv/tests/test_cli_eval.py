@@ -1,0 +1,137 @@
+"""CLI, evaluation harness and synthetic tasks."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from structkv.cli import app
+from structkv.evaluate import bootstrap_ci, evaluate_method, fastkv_equivalent_ratio
+from structkv.synthetic.tasks import RecallVocab, make_recall_sample, recall_samples, training_batch
+
+runner = CliRunner()
+
+
+def test_recall_task_layout():
+    vocab = RecallVocab(8, 8, 8)
+    s = make_recall_sample(40, 4, 3, torch.Generator().manual_seed(0), vocab)
+    assert s.context.shape == (40,) and s.context[0] == vocab.bos
+    for q, a, p in zip(s.queries, s.answers, s.pair_positions, strict=True):
+        assert s.context[p] == q and s.context[p + 1] == a
+    ids, labels = training_batch(2, 40, 4, torch.Generator().manual_seed(0), vocab)
+    assert ids.shape == (2, 48) and int((labels != -100).sum()) == 8
+    with pytest.raises(ValueError, match="cannot hold"):
+        make_recall_sample(5, 4, 1, torch.Generator(), vocab)
+
+
+def test_evaluate_method_full_vs_structkv_reports_cost(make_model):
+    model = make_model("llama", "sdpa")
+    samples = recall_samples(2, 120, 4, 2, RecallVocab(32, 32, 32), seed=0)
+    full = evaluate_method(model, samples, "full", 1.0)
+    sk = evaluate_method(model, samples, "structkv", 0.2, 0.6, window_size=8)
+    sk_qa = evaluate_method(model, samples, "structkv", 0.2, 0.6, window_size=8, query_aware=True)
+    assert full["n"] == sk["n"] == 4 and full["prefill_cost"] == 1.0
+    assert sk["prefill_cost"] == pytest.approx(0.6, abs=0.02) and sk[
+        "kv_fraction"
+    ] == pytest.approx(0.2, abs=0.01)
+    assert sk_qa["query_aware"] and 0 <= sk_qa["accuracy"] <= 1
+    lo, hi = bootstrap_ci([1, 0, 1, 1, 0, 1])
+    assert 0 <= lo <= 4 / 6 <= hi <= 1
+    assert fastkv_equivalent_ratio(0.6, 32) == pytest.approx((0.6 - 16 / 32) / (1 - 16 / 32))
+
+
+def test_cli_eval_on_niah_and_jsonl(model_dir8, tmp_path):
+    out = tmp_path / "r.json"
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(model_dir8),
+            "--dataset",
+            "niah:300",
+            "--methods",
+            "full,snapkv,structkv",
+            "--budgets",
+            "0.3",
+            "--window-size",
+            "8",
+            "--n",
+            "1",
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())["results"]
+    assert [r["method"] for r in rows] == ["full", "snapkv", "structkv"]
+    assert rows[2]["prefill_cost"] < 0.7 and rows[1]["prefill_cost"] == 1.0
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        json.dumps({"context": "hello world " * 80, "question": "what?", "answer": "world"}) + "\n"
+    )
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(model_dir8),
+            "--dataset",
+            str(data),
+            "--methods",
+            "structkv",
+            "--budgets",
+            "0.3",
+            "--window-size",
+            "8",
+            "--n",
+            "1",
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["results"][0]["n"] == 1
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--budgets", "1.5"], "budgets"),
+        (["--methods", "h2o"], "unknown method"),
+        (["--dataset", "missing.jsonl"], "dataset"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(model_dir8, args, msg):
+    res = runner.invoke(app, ["eval", "--model", str(model_dir8), "--n", "1", *args])
+    assert res.exit_code == 2
+    assert msg in res.output
+
+
+def test_cli_prefill_prints_stats(model_dir8, tmp_path):
+    out = tmp_path / "p.json"
+    res = runner.invoke(
+        app,
+        [
+            "prefill",
+            "--model",
+            str(model_dir8),
+            "--text",
+            "the quick brown fox " * 60,
+            "--window-size",
+            "8",
+            "--kv-budget",
+            "0.2",
+            "--question",
+            "what?",
+            "--max-new-tokens",
+            "3",
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    stats = json.loads(out.read_text())["stats"]
+    assert stats["pivot_layer"] is not None and stats["kv_fraction"] == pytest.approx(0.2, abs=0.01)
+    assert "answer" in json.loads(out.read_text())

@@ -1,0 +1,79 @@
+"""The Triton kernel equals the PyTorch reference (CPU, TRITON_INTERPRET=1, in a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from structkv.kernels import (
+    triton_available,
+    window_attention,
+    window_indegree,
+    window_indegree_torch,
+)
+
+_SCRIPT = r"""
+import json, os
+os.environ["TRITON_INTERPRET"] = "1"
+import torch
+from structkv.kernels import window_indegree
+from structkv.kernels.indegree_torch import window_indegree_torch
+g = torch.Generator().manual_seed(0)
+out = []
+cases = [(17, 4, 2, 9), (64, 4, 2, 56), (130, 4, 2, 122), (20, 4, 2, 0), (33, 4, 4, 25), (40, 8, 1, 32)]
+for n, h, h_kv, first in cases:
+    q = torch.randn(1, h, 8, 16, generator=g) * 2
+    k = torch.randn(1, h_kv, n, 16, generator=g) * 2
+    pos = torch.arange(first, first + 8)
+    a = window_indegree(q, k, pos, 0.25, use_triton=True)
+    r = window_indegree_torch(q, k, pos, 0.25)
+    out.append([n, h, h_kv, (a[0] - r[0]).abs().max().item(), (a[1] - r[1]).abs().max().item()])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not triton_available(), reason="triton is not installed")
+def test_triton_kernel_matches_reference_under_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(rows) == 6  # non-multiple-of-block n, causal edge at the start, G = 1, 2 and 8
+    for n, h, h_kv, d_indeg, d_ent in rows:
+        assert d_indeg < 1e-5 and d_ent < 1e-5, (n, h, h_kv, d_indeg, d_ent)
+
+
+def test_reference_matches_dense_definition():
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(2, 4, 5, 8, generator=g)
+    k = torch.randn(2, 2, 12, 8, generator=g)
+    pos = torch.arange(7, 12)
+    indeg, ent = window_indegree_torch(q, k, pos, 0.3)
+    a = window_attention(q, k, pos, 0.3)  # (B, H, w, n)
+    # s^g(j) = 1/(G w) Σ_{h∈g} Σ_i a_ij ; heads 0,1 → kv head 0
+    torch.testing.assert_close(indeg[:, 0], a[:, 0:2].sum(dim=(1, 2)) / 10)
+    assert torch.allclose(indeg.sum(-1), torch.ones(2, 2))
+    row = a[0, 3, 2]  # head 3, window row 2 at position 9
+    h = -(row[row > 0] * row[row > 0].log()).sum() / torch.log(torch.tensor(10.0))
+    assert 0 <= float(ent[0, 3]) <= 1
+    assert a[0, 3, 2, 10:].abs().max() == 0  # causal
+    assert float(h) <= 1
+
+
+def test_use_triton_true_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    q, k = torch.randn(1, 2, 2, 4), torch.randn(1, 2, 5, 4)
+    if triton_available():
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+            window_indegree(q, k, torch.arange(3, 5), 0.5, use_triton=True)
+    else:
+        with pytest.raises(ImportError, match="triton"):
+            window_indegree(q, k, torch.arange(3, 5), 0.5, use_triton=True)
+    # auto falls back to the reference
+    a = window_indegree(q, k, torch.arange(3, 5), 0.5, use_triton="auto")
+    torch.testing.assert_close(a[0], window_indegree_torch(q, k, torch.arange(3, 5), 0.5)[0])
