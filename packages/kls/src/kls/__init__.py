@@ -1,10 +1,97 @@
-"""kls: Keyword label smoothing (KLS) and label enhancement (LE): soft labels for text classification and embedding retrieval."""
+"""kls: keyword label smoothing (KLS) and label enhancement (LE) — soft labels for text
+classification and embedding retrieval.
 
+* :class:`KeywordLabelSmoother` — KLS for classification (the authors' reference algorithm by
+  default), :class:`UniformLabelSmoother` — classic label smoothing, the baseline;
+* :class:`KLSTrainer` / :class:`KLSTrainingArguments` — transformers training with the soft labels
+  (two-head reference objective; the auxiliary head is dropped at save time);
+* :class:`RetrievalKeywordSmoother`, :class:`LabelEnhancer` (+ :class:`LabelPropagationEnhancer`,
+  :class:`KNNSmoothingEnhancer`) and :class:`SoftLabelRankingLoss` — soft labels over retrieval
+  groups and the sentence-transformers loss that consumes them.
+
+Names are imported lazily so that ``kls --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("kls")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    "kls.smoothing": ("KeywordLabelSmoother", "UniformLabelSmoother"),
+    "kls.retrieval_smoothing": ("RetrievalKeywordSmoother",),
+    "kls.enhancement": ("KNNSmoothingEnhancer", "LabelEnhancer", "LabelPropagationEnhancer"),
+    "kls.losses": ("soft_cross_entropy", "soft_target_loss", "two_head_loss"),
+    "kls.ranking": ("SoftLabelRankingLoss",),
+    "kls.trainer": ("KLSTrainer", "KLSTrainingArguments", "attach_aux_head", "detach_aux_head"),
+    "kls.weighting": ("BM25Weighter", "TermWeighter", "TfidfWeighter"),
+    "kls.tokenize": ("resolve_tokenizer", "whitespace_tokenize"),
+    "kls.data": (
+        "cold_start_split",
+        "make_synthetic_classification",
+        "make_synthetic_retrieval",
+        "make_training_groups",
+    ),
+    "kls._checks": ("validate_soft_labels",),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+
+__all__ = [
+    "__version__",
+    "BM25Weighter",
+    "KLSTrainer",
+    "KLSTrainingArguments",
+    "KNNSmoothingEnhancer",
+    "KeywordLabelSmoother",
+    "LabelEnhancer",
+    "LabelPropagationEnhancer",
+    "RetrievalKeywordSmoother",
+    "SoftLabelRankingLoss",
+    "TermWeighter",
+    "TfidfWeighter",
+    "UniformLabelSmoother",
+    "attach_aux_head",
+    "cold_start_split",
+    "detach_aux_head",
+    "make_synthetic_classification",
+    "make_synthetic_retrieval",
+    "make_training_groups",
+    "resolve_tokenizer",
+    "soft_cross_entropy",
+    "soft_target_loss",
+    "two_head_loss",
+    "validate_soft_labels",
+    "whitespace_tokenize",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kls' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kls._checks import validate_soft_labels
+    from kls.data import (
+        cold_start_split,
+        make_synthetic_classification,
+        make_synthetic_retrieval,
+        make_training_groups,
+    )
+    from kls.enhancement import KNNSmoothingEnhancer, LabelEnhancer, LabelPropagationEnhancer
+    from kls.losses import soft_cross_entropy, soft_target_loss, two_head_loss
+    from kls.ranking import SoftLabelRankingLoss
+    from kls.retrieval_smoothing import RetrievalKeywordSmoother
+    from kls.smoothing import KeywordLabelSmoother, UniformLabelSmoother
+    from kls.tokenize import resolve_tokenizer, whitespace_tokenize
+    from kls.trainer import KLSTrainer, KLSTrainingArguments, attach_aux_head, detach_aux_head
+    from kls.weighting import BM25Weighter, TermWeighter, TfidfWeighter

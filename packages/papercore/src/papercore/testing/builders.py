@@ -272,14 +272,20 @@ def tiny_sentence_transformer(
     ``extra_texts`` / ``vocab_size`` go to :func:`build_encoder_tokenizer` (e.g. a task's corpus, so
     its words are whole tokens).
     """
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer import modules
+    except ImportError:  # pragma: no cover - older releases
+        from sentence_transformers import models as modules
 
     path = Path(path)
     if not (path / "config.json").exists():
         tok = build_encoder_tokenizer(vocab_size=vocab_size, extra_texts=extra_texts)
         save_model_dir(tiny_encoder(tokenizer=tok, seed=seed), tok, path)
-    word = models.Transformer(str(path), max_seq_length=128)
-    pool = models.Pooling(word.get_word_embedding_dimension(), pooling_mode=pooling)
+    word = modules.Transformer(str(path), max_seq_length=128)
+    dim = int(word.auto_model.config.hidden_size)
+    pool = modules.Pooling(dim, pooling_mode=pooling)
     return SentenceTransformer(modules=[word, pool], device="cpu")
 
 
