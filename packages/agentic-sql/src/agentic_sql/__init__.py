@@ -10,9 +10,9 @@ loads only what it needs.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+
+from papercore.lazy import lazy_getattr
 
 try:
     __version__ = version("agentic-sql")
@@ -66,13 +66,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'agentic_sql' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"agentic_sql.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, {name: f"agentic_sql.{mod}" for name, mod in _EXPORTS.items()})
 
 
 def __dir__() -> list[str]:

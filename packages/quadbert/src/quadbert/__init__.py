@@ -11,9 +11,10 @@ Names are imported lazily so that ``quadbert --help`` stays fast.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from papercore.lazy import lazy_getattr
 
 try:
     __version__ = version("quadbert")
@@ -52,12 +53,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(_WHERE[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'quadbert' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+
+from papercore.lazy import lazy_getattr
 
 try:
     __version__ = version("structkv")
@@ -39,7 +39,4 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'structkv' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
