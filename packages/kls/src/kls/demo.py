@@ -72,8 +72,11 @@ def run_classification_demo(
 
 
 def run_demo() -> DemoResult:
+    from papercore.seeding import torch_threads
+
     t0 = time.perf_counter()
-    res = run_classification_demo()
+    with torch_threads(1):  # tiny models: a second thread only spin-waits
+        res = run_classification_demo()
     return DemoResult(
         method="KLS (reference, two heads)",
         baseline="hard-label fine-tuning",

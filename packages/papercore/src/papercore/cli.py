@@ -169,6 +169,8 @@ def demo(
         console.print(f"[bold red]error:[/] {e.args[0]}")
         raise typer.Exit(2) from None
     table = Table(title="papercore demo")
+    if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        out.width = max(out.width, 160)
     for col in (
         "package",
         "method",
