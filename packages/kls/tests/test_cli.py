@@ -121,3 +121,78 @@ def test_bad_inputs_exit_2_with_one_line(files, tmp_path):
         res = runner.invoke(app, argv)
         assert res.exit_code == 2, (argv, res.output)
         assert msg in res.output.replace("\n", " "), (argv, res.output)
+
+
+ENH_CORPUS = {
+    "d1": "the red apple grows on the old tree in the orchard",
+    "d2": "a blue car drives down the long road at night",
+    "d3": "fresh apple juice is made from red apples",
+    "d4": "the train leaves the station every morning",
+    "d5": "an orchard of pear trees near the river",
+}
+ENH_GROUPS = [
+    ("red apple orchard", "d1", "d2", "d3"),
+    ("car on the road", "d2", "d4", "d3"),
+    ("morning train", "d4", "d5", "d1"),
+    ("pear trees river", "d5", "d1", "d2"),
+]
+
+
+@pytest.fixture(scope="module")
+def enhance_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("enhance")
+    with (d / "corpus.jsonl").open("w") as fh:
+        for did, text in ENH_CORPUS.items():
+            fh.write(json.dumps({"_id": did, "title": "", "text": text}) + "\n")
+    with (d / "groups.jsonl").open("w") as fh:
+        for q, p, n1, n2 in ENH_GROUPS:
+            row = {
+                "anchor": q,
+                "positive": ENH_CORPUS[p],
+                "negative_1": ENH_CORPUS[n1],
+                "negative_2": ENH_CORPUS[n2],
+            }
+            fh.write(json.dumps(row) + "\n")
+    return d
+
+
+def test_enhance_writes_label_distributions(enhance_files, tiny_bert_dir, tmp_path):
+    d = enhance_files
+    dest = tmp_path / "enhanced.jsonl"
+    argv = ["enhance", "--model", str(tiny_bert_dir), "--corpus", str(d / "corpus.jsonl")]
+    argv += ["--train", str(d / "groups.jsonl"), "-o", str(dest), "--alpha", "0.6"]
+    res = runner.invoke(app, [*argv, "--batch-size", "2", "--lr", "1e-3"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in dest.read_text().splitlines()]
+    assert [r["anchor"] for r in rows] == [g[0] for g in ENH_GROUPS]
+    for r in rows:
+        assert len(r["label"]) == 3  # positive + 2 negatives
+        assert sum(r["label"]) == pytest.approx(1.0, abs=1e-5)
+        assert min(r["label"]) >= 0.0
+        assert max(r["label"]) == r["label"][0]  # keep_gold_top, even at α = 0.6
+        assert r["label"][0] >= 0.4 - 1e-6  # (1 − α) on the positive at least
+
+
+def test_enhance_bad_inputs_exit_2_with_one_line(enhance_files, tiny_bert_dir, tmp_path):
+    d = enhance_files
+    (tmp_path / "nopos.jsonl").write_text(json.dumps({"anchor": "q", "negative_1": "x"}) + "\n")
+    base = ["enhance", "--model", str(tiny_bert_dir), "--corpus", str(d / "corpus.jsonl")]
+    no_model = [
+        "enhance",
+        "--model",
+        str(tmp_path / "nomodel"),
+        "--corpus",
+        str(d / "corpus.jsonl"),
+    ]
+    cases = [
+        ([*base, "--train", str(tmp_path / "nopos.jsonl")], "missing required key"),
+        ([*base, "--train", str(d / "groups.jsonl"), "--alpha", "1.5"], "alpha must be in"),
+        ([*base, "--train", str(d / "groups.jsonl"), "--weighter", "deepct"], "bm25 or tfidf"),
+        ([*no_model, "--train", str(d / "groups.jsonl")], "model directory not found"),
+    ]
+    for argv, msg in cases:
+        res = runner.invoke(app, [*argv, "-o", str(tmp_path / "x.jsonl")])
+        assert res.exit_code == 2, (argv, res.output)
+        assert msg in res.output.replace("\n", " "), (argv, res.output)
+        assert len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "x.jsonl").exists()

@@ -292,3 +292,65 @@ def smooth_ret(
     ds = RetrievalKeywordSmoother(alpha, tau, doc_top_k).fit(load_corpus(corpus)).to_dataset(ds)
     n = write_jsonl(output, ds.to_list())
     out.print(f"{n} groups -> {output}")
+
+
+@app.command()
+@clean_errors
+def enhance(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Retriever checkpoint (local directory): the LE model g copies it.",
+        ),
+    ],
+    corpus: Annotated[Path, typer.Option("--corpus", help="BEIR corpus.jsonl (_id, title, text).")],
+    groups: Annotated[
+        Path, typer.Option("--train", help="Groups: anchor, positive, negative_1..N columns.")
+    ],
+    output: OutputOpt = Path("enhanced-groups.jsonl"),
+    weighter: Annotated[str, typer.Option("--weighter", help="Term prior: bm25 | tfidf.")] = "bm25",
+    alpha: Annotated[float, typer.Option("--alpha", help="Mixing weight α in [0, 1).")] = 0.2,
+    tau: Annotated[float, typer.Option("--tau", help="τ_LE > 0 (cosine scale).")] = 0.1,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs of g.")] = 1,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    lr: Annotated[float, typer.Option("--lr")] = 2e-5,
+    max_length: Annotated[int, typer.Option("--max-length")] = 128,
+    seed: SeedOpt = 0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Label enhancement (§2.4): train g on the groups' hard labels, write a ``label`` column (1 + N floats)."""
+    import datasets
+
+    from kls.enhancement import LabelEnhancer
+    from papercore.io import read_table, write_jsonl
+    from papercore.retrieval import load_corpus
+    from papercore.seeding import seed_everything
+
+    setup_logging(verbose)
+    if weighter not in ("bm25", "tfidf"):
+        raise ValueError(f"--weighter must be bm25 or tfidf, got {weighter!r}")
+    if not Path(model).is_dir():
+        raise FileNotFoundError(f"model directory not found: {model}")
+    rows = read_table(groups, required=["anchor", "positive"])
+    if not rows:
+        raise ValueError(f"{groups}: no groups")
+    docs = load_corpus(corpus)
+    seed_everything(seed)
+    ds = datasets.Dataset.from_list(rows)
+    le = LabelEnhancer(
+        model,
+        weighter=weighter,
+        alpha=alpha,
+        tau=tau,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        max_length=max_length,
+        seed=seed,
+    )
+    with status(f"training the LE model on {len(rows)} groups"):
+        ds = le.fit(ds, corpus=docs).to_dataset(ds)
+    n = write_jsonl(output, ds.to_list())
+    out.print(f"{n} groups -> {output}")
