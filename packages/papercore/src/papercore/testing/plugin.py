@@ -94,8 +94,11 @@ def minilm_path():
 
 
 @pytest.fixture(scope="session")
-def papercore_cache_dir(request):
-    return request.config.cache.mkdir("papercore-models")
+def papercore_cache_dir(request, tmp_path_factory):
+    cache = getattr(request.config, "cache", None)  # None under `-p no:cacheprovider`
+    if cache is None:
+        return tmp_path_factory.mktemp("papercore-models")
+    return cache.mkdir("papercore-models")
 
 
 @pytest.fixture(scope="session")
