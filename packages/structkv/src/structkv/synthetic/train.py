@@ -1,8 +1,11 @@
 """Train the tiny associative-recall Llama on CPU, checkpointed and resumable.
 
 Recipe (MQAR-style, Zoology 2023): single-token keys and values from a small vocabulary, pairs planted
-in a filler haystack, every pair queried once after the haystack with the loss on every query's answer,
-length curriculum from short to long. ``python -m structkv.synthetic.train --out DIR`` resumes from
+in a filler haystack, every pair queried once after the haystack with the loss on every query's answer.
+Induction warm-up (``copy_steps``): during the first steps every other batch is a repeated random
+sequence with the loss on its second half; the dense copy signal forms the induction heads the recall
+task needs within a few hundred steps, where recall alone sits on a long plateau. Haystack lengths
+either cycle through ``lengths`` or follow a linear curriculum from ``min_len`` to ``max_len``. ``python -m structkv.synthetic.train --out DIR`` resumes from
 ``DIR/ckpt.pt`` when it exists.
 """
 
@@ -48,6 +51,9 @@ class TrainConfig:
     )
     len_step: int = 16
     adapt_acc: float = 0.9
+    lengths: str = ""  # comma-separated haystack lengths cycled per step (overrides the curriculum)
+    copy_steps: int = 0  # induction warm-up: every other batch is a repeated random sequence
+    copy_len: int = 64
     min_pairs: int = 4
     max_pairs: int = 8
     eval_every: int = 250
@@ -82,8 +88,21 @@ def build_model(cfg: TrainConfig, attn_implementation: str = "sdpa"):
     return model
 
 
+def copy_batch(batch_size: int, half: int, gen: torch.Generator, vocab: RecallVocab):
+    """(input_ids, labels): BOS + a random sequence + the same sequence; loss on the repeat only."""
+    seq = torch.randint(1, vocab.size, (batch_size, half), generator=gen)
+    ids = torch.cat([torch.zeros(batch_size, 1, dtype=torch.long), seq, seq], 1)
+    labels = torch.full_like(ids, -100)
+    # position t predicts token t + 1; inside the repeat (from position half + 1) it is determined
+    labels[:, half + 1 : -1] = ids[:, half + 2 :]
+    return ids, labels
+
+
 def _schedule(cfg: TrainConfig, step: int) -> tuple[int, int]:
-    """(haystack length, pairs) at ``step``: linear length curriculum, pairs growing with length."""
+    """(haystack length, pairs) at ``step``: cycled ``lengths``, else a linear length curriculum."""
+    if cfg.lengths:
+        lengths = [int(x) for x in cfg.lengths.split(",")]
+        return lengths[step % len(lengths)], cfg.max_pairs
     span = max(1, cfg.curriculum_steps - cfg.curriculum_start)
     frac = min(1.0, max(0.0, (step - cfg.curriculum_start) / span))
     length = int(cfg.min_len + frac * (cfg.max_len - cfg.min_len))
@@ -116,7 +135,9 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     model = build_model(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+    )
     vocab = RecallVocab(cfg.n_keys, cfg.n_values, cfg.n_filler)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, elapsed, history = 0, 0.0, []
@@ -144,7 +165,10 @@ def train(cfg: TrainConfig, out: Path) -> dict:
         bs = cfg.batch_size
         if cfg.tokens_per_batch:  # constant tokens per step: short sequences get large batches
             bs = max(cfg.batch_size, cfg.tokens_per_batch // (length + 2 * pairs))
-        ids, labels = training_batch(bs, length, pairs, gen, vocab)
+        if step < cfg.copy_steps and step % 2 == 0:
+            ids, labels = copy_batch(cfg.batch_size, cfg.copy_len, gen, vocab)
+        else:
+            ids, labels = training_batch(bs, length, pairs, gen, vocab)
         logits = model(ids).logits
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100
@@ -190,7 +214,7 @@ def train(cfg: TrainConfig, out: Path) -> dict:
             )
             tmp.replace(ckpt)
             (out / "history.json").write_text(json.dumps(history, indent=1))
-            if acc >= 0.99 and length >= cfg.max_len:
+            if acc >= 0.99 and step >= cfg.copy_steps and (cfg.lengths or length >= cfg.max_len):
                 break
     model.save_pretrained(out / "model")
     return {"steps": step, "seconds": time.time() - t0, "history": history}
