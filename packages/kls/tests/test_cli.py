@@ -156,11 +156,13 @@ def enhance_files(tmp_path_factory):
     return d
 
 
-def test_enhance_writes_label_distributions(enhance_files, tiny_bert_dir, tmp_path):
+@pytest.mark.parametrize("weighter", ["bm25", "deepct"])
+def test_enhance_writes_label_distributions(enhance_files, tiny_bert_dir, tmp_path, weighter):
     d = enhance_files
     dest = tmp_path / "enhanced.jsonl"
     argv = ["enhance", "--model", str(tiny_bert_dir), "--corpus", str(d / "corpus.jsonl")]
     argv += ["--train", str(d / "groups.jsonl"), "-o", str(dest), "--alpha", "0.6"]
+    argv += ["--weighter", weighter]
     res = runner.invoke(app, [*argv, "--batch-size", "2", "--lr", "1e-3"])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in dest.read_text().splitlines()]
@@ -187,7 +189,10 @@ def test_enhance_bad_inputs_exit_2_with_one_line(enhance_files, tiny_bert_dir, t
     cases = [
         ([*base, "--train", str(tmp_path / "nopos.jsonl")], "missing required key"),
         ([*base, "--train", str(d / "groups.jsonl"), "--alpha", "1.5"], "alpha must be in"),
-        ([*base, "--train", str(d / "groups.jsonl"), "--weighter", "deepct"], "bm25 or tfidf"),
+        (
+            [*base, "--train", str(d / "groups.jsonl"), "--weighter", "bogus"],
+            "bm25, tfidf, deepct or auto",
+        ),
         ([*no_model, "--train", str(d / "groups.jsonl")], "model directory not found"),
     ]
     for argv, msg in cases:

@@ -5,6 +5,7 @@ classification and embedding retrieval.
   default), :class:`UniformLabelSmoother` — classic label smoothing, the baseline;
 * :class:`KLSTrainer` / :class:`KLSTrainingArguments` — transformers training with the soft labels
   (two-head reference objective; the auxiliary head is dropped at save time);
+* :class:`DeepCTWeighter` — DeepCT-style dynamic term weights (the ``"deepct"`` prior of LE);
 * :class:`RetrievalKeywordSmoother`, :class:`LabelEnhancer` (+ :class:`LabelPropagationEnhancer`,
   :class:`KNNSmoothingEnhancer`) and :class:`SoftLabelRankingLoss` — soft labels over retrieval
   groups and the sentence-transformers loss that consumes them.
@@ -32,6 +33,7 @@ _EXPORTS = {
     "kls.ranking": ("SoftLabelRankingLoss",),
     "kls.trainer": ("KLSTrainer", "KLSTrainingArguments", "attach_aux_head", "detach_aux_head"),
     "kls.weighting": ("BM25Weighter", "TermWeighter", "TfidfWeighter"),
+    "kls.deepct": ("DeepCTWeighter", "query_term_recall"),
     "kls.tokenize": ("resolve_tokenizer", "whitespace_tokenize"),
     "kls.data": (
         "cold_start_split",
@@ -46,6 +48,7 @@ _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = [
     "__version__",
     "BM25Weighter",
+    "DeepCTWeighter",
     "KLSTrainer",
     "KLSTrainingArguments",
     "KNNSmoothingEnhancer",
@@ -63,6 +66,7 @@ __all__ = [
     "make_synthetic_classification",
     "make_synthetic_retrieval",
     "make_training_groups",
+    "query_term_recall",
     "resolve_tokenizer",
     "soft_cross_entropy",
     "soft_target_loss",
@@ -83,6 +87,7 @@ if TYPE_CHECKING:  # pragma: no cover
         make_synthetic_retrieval,
         make_training_groups,
     )
+    from kls.deepct import DeepCTWeighter, query_term_recall
     from kls.enhancement import KNNSmoothingEnhancer, LabelEnhancer, LabelPropagationEnhancer
     from kls.losses import soft_cross_entropy, soft_target_loss, two_head_loss
     from kls.ranking import SoftLabelRankingLoss

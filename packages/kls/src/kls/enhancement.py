@@ -9,7 +9,9 @@ contextual token embeddings::
     s_LE(q, d) = e_q·e_d + γ · Σ_{t ∈ q∩d} w(t|q)·w(t|d)     # γ learned, init 0.1
 
 w are BM25 (or TF-IDF) weights of each word in its text (L2-normalised per text in the
-lexical term [inferred]); every wordpiece inherits its word's
+lexical term [inferred]), or, with ``weighter="deepct"``, DeepCT weights for documents
+(:class:`~kls.deepct.DeepCTWeighter`, trained on the training pairs' query term recall, initialised
+from the same checkpoint) and BM25 weights for queries; every wordpiece inherits its word's
 weight. g is trained with cross-entropy over the in-batch candidate documents (own group +
 other rows' groups) at temperature τ_LE. Its label distribution ``D_q = softmax(s_LE(q, G_q)/τ_LE)``
 is mixed with the hard label, ``ỹ = (1 − α)·onehot(d⁺) + α·D_q`` (``keep_gold_top`` keeps d⁺ on
@@ -17,7 +19,8 @@ top), stored as the ``label`` column, and g is discarded: the retriever gains no
 
 Baselines (no training, frozen encoder): :class:`LabelPropagationEnhancer` (Zhou et al. 2004 on a
 kNN graph of the group) and :class:`KNNSmoothingEnhancer` (GLLE-style: similarity to d⁺).
-The ``"deepct"`` dynamic prior of the spec is not implemented; ``"bm25"`` is the static prior.
+``"bm25"`` (static prior) is the default; ``"auto"`` picks ``"deepct"`` from 1,000 training pairs
+on (the spec's rule) and ``"bm25"`` below.
 """
 
 from __future__ import annotations
@@ -62,19 +65,23 @@ def _encoder_and_tokenizer(base_model: Any) -> tuple[nn.Module, Any]:
     return enc, tok
 
 
+#: ``weighter="auto"`` uses the DeepCT prior from this many training pairs on (spec §2.4)
+AUTO_DEEPCT_MIN_PAIRS = 1000
+
+
 def _make_weighter(weighter: Any) -> Any:
+    """A weighter object, or the strings ``"deepct"`` / ``"auto"`` (resolved at ``fit``)."""
     if weighter == "bm25":
         return BM25Weighter()
     if weighter == "tfidf":
         return TfidfWeighter()
-    if weighter == "deepct":
-        raise NotImplementedError(
-            "the DeepCT-style dynamic prior is not implemented in this release; use weighter='bm25' "
-            "(static BM25 prior), 'tfidf', or pass a fitted term weighter"
-        )
+    if weighter in ("deepct", "auto"):
+        return weighter
     if hasattr(weighter, "fit") and hasattr(weighter, "matrix"):
         return weighter
-    raise ValueError(f"weighter must be 'bm25', 'tfidf' or a term weighter, got {weighter!r}")
+    raise ValueError(
+        f"weighter must be 'bm25', 'tfidf', 'deepct', 'auto' or a term weighter, got {weighter!r}"
+    )
 
 
 class LEModel(nn.Module):
@@ -105,10 +112,15 @@ class LabelEnhancer:
     Args:
         base_model: the retriever's checkpoint (SentenceTransformer, model directory, or
             ``(encoder, tokenizer)``); g is a *copy*, the original is untouched.
-        weighter: ``"bm25"`` (default here), ``"tfidf"`` or a term weighter; ``"deepct"`` raises.
+        weighter: ``"bm25"`` (default here), ``"tfidf"``, ``"deepct"`` (a
+            :class:`~kls.deepct.DeepCTWeighter` trained at ``fit`` on the training pairs, from the
+            same checkpoint; queries keep BM25), ``"auto"`` (``"deepct"`` from
+            :data:`AUTO_DEEPCT_MIN_PAIRS` training pairs on, else ``"bm25"``), or a term weighter
+            (a :class:`~kls.deepct.DeepCTWeighter` instance is trained at ``fit`` unless already fitted).
         alpha: mixing weight α ∈ [0, 1) (0.2); tau: τ_LE > 0 (0.1, cosine scale).
         keep_gold_top: force argmax(ỹ) = d⁺.
         epochs, batch_size, lr: training of g (1 epoch, 16, 2e-5).
+        deepct_kwargs: keyword arguments of :meth:`DeepCTWeighter.fit` (epochs, lr, head_lr, …).
     """
 
     def __init__(
@@ -126,6 +138,7 @@ class LabelEnhancer:
         max_length: int = 128,
         gamma_init: float = 0.1,
         seed: int = 0,
+        deepct_kwargs: Mapping[str, Any] | None = None,
     ):
         self.alpha = check_range("alpha", alpha, low=0.0, high=1.0, high_open=True)
         self.tau = check_range("tau", tau, low=0.0, low_open=True)
@@ -142,13 +155,20 @@ class LabelEnhancer:
 
         self.device = resolve_device(device)
         self.weighter = _make_weighter(weighter)
+        self.deepct_kwargs = dict(deepct_kwargs or {})
         encoder, self.tokenizer = _encoder_and_tokenizer(base_model)
         self.model = LEModel(copy.deepcopy(encoder), gamma_init=gamma_init).to(self.device)
 
     # ------------------------------------------------------------ features
-    def _prior(self, texts: Sequence[str], enc: Any) -> torch.Tensor:
+    def _matrix(self, texts: Sequence[str], kind: str):
+        """``[n, V]`` word weights; queries use the weighter's ``query_matrix`` when it has one."""
+        if kind == "query" and hasattr(self.weighter, "query_matrix"):
+            return self.weighter.query_matrix(texts)
+        return self.weighter.matrix(texts)
+
+    def _prior(self, texts: Sequence[str], enc: Any, kind: str = "doc") -> torch.Tensor:
         """Token prior ``[B, T]``: each wordpiece inherits its word's term weight (0 for specials)."""
-        W = self.weighter.matrix(texts)
+        W = self._matrix(texts, kind)
         vocab = self.weighter.vocabulary_
         out = torch.zeros(enc["input_ids"].shape, dtype=torch.float32)
         for b, text in enumerate(texts):
@@ -163,7 +183,7 @@ class LabelEnhancer:
                     out[b, t] = weights.get(j, 0.0)
         return out
 
-    def _embed(self, texts: Sequence[str]) -> torch.Tensor:
+    def _embed(self, texts: Sequence[str], kind: str = "doc") -> torch.Tensor:
         enc = self.tokenizer(
             list(texts),
             padding=True,
@@ -171,7 +191,7 @@ class LabelEnhancer:
             max_length=self.max_length,
             return_tensors="pt",
         )
-        prior = self._prior(texts, enc).to(self.device)
+        prior = self._prior(texts, enc, kind).to(self.device)
         batch = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
         return self.model.embed(batch, prior)
 
@@ -183,13 +203,13 @@ class LabelEnhancer:
         """
         from sklearn.preprocessing import normalize
 
-        Q = normalize(self.weighter.matrix(queries))
-        D = normalize(self.weighter.matrix(docs))
+        Q = normalize(self._matrix(queries, "query"))
+        D = normalize(self._matrix(docs, "doc"))
         return torch.from_numpy(np.asarray((Q @ D.T).todense(), dtype=np.float32)).to(self.device)
 
     def scores(self, queries: Sequence[str], docs: Sequence[str]) -> torch.Tensor:
         """``s_LE(q, d)`` for all pairs, ``[Q, D]`` (with gradients when training)."""
-        eq, ed = self._embed(queries), self._embed(docs)
+        eq, ed = self._embed(queries, "query"), self._embed(docs, "doc")
         return eq @ ed.T + self.model.gamma * self._lexical(queries, docs)
 
     # ------------------------------------------------------------------ fit
@@ -211,7 +231,7 @@ class LabelEnhancer:
                 len(queries),
             )
         texts = list(corpus.values()) if corpus else [d for g in groups for d in g]
-        self.weighter.fit(texts + list(queries))
+        self._fit_weighter(queries, groups, texts)
         g = torch.Generator().manual_seed(self.seed)
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr)
         self.model.train()
@@ -233,6 +253,36 @@ class LabelEnhancer:
         self.model.eval()
         self.fitted_ = True
         return self
+
+    def _fit_weighter(
+        self, queries: Sequence[str], groups: Sequence[Sequence[str]], texts: list[str]
+    ) -> None:
+        from kls.deepct import DeepCTWeighter
+
+        if self.weighter == "auto":
+            use = "deepct" if len(queries) >= AUTO_DEEPCT_MIN_PAIRS else "bm25"
+            logger.info("weighter='auto': %d training pairs -> %s prior", len(queries), use)
+            self.weighter = "deepct" if use == "deepct" else BM25Weighter()
+        if self.weighter == "deepct":  # from the same checkpoint: g's encoder is still untrained
+            self.weighter = DeepCTWeighter(
+                (self.model.encoder, self.tokenizer),
+                device=str(self.device),
+                seed=self.seed,
+                batch_size=self.batch_size,
+            )
+        if isinstance(self.weighter, DeepCTWeighter):
+            if self.weighter.fitted_:
+                self.weighter.fit_query_weights(texts + list(queries))
+            else:  # query i is relevant to its group's positive
+                self.weighter.fit(
+                    list(queries),
+                    [g[0] for g in groups],
+                    corpus=texts + list(queries),
+                    **{"seed": self.seed, **self.deepct_kwargs},
+                )
+            self.weighter.word_weights(list(dict.fromkeys(d for g in groups for d in g)))  # cache
+        else:
+            self.weighter.fit(texts + list(queries))
 
     # ------------------------------------------------------------- outputs
     def _check(self) -> None:

@@ -44,3 +44,10 @@ class TokenizerRequiredError(KLSError):
 
 class NotFittedError(KLSError):
     """The object must be fitted (``fit``) before this call."""
+
+
+class UnknownIdError(KLSError, KeyError):
+    """Query or document ids (e.g. in qrels) that are not among the given texts; lists them."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
