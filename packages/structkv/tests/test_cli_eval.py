@@ -25,6 +25,28 @@ def test_recall_task_layout():
         make_recall_sample(5, 4, 1, torch.Generator(), vocab)
 
 
+def test_recall_task_mentions_repeat_each_key_after_its_pair():
+    vocab = RecallVocab(8, 8, 8)
+    plain = make_recall_sample(64, 4, 4, torch.Generator().manual_seed(0), vocab)
+    for pairs in (False, True):
+        s = make_recall_sample(
+            64, 4, 4, torch.Generator().manual_seed(0), vocab, mentions=2, mention_pairs=pairs
+        )
+        assert s.pair_positions == plain.pair_positions and s.answers == plain.answers
+        n_mentions = 0
+        for q, a, p in zip(s.queries, s.answers, s.pair_positions, strict=True):
+            assert s.context[p] == q and s.context[p + 1] == a
+            where = (s.context == q).nonzero().flatten().tolist()
+            assert where[0] == p and 1 <= len(where) <= 3  # mentions only after the pair
+            n_mentions += len(where) - 1
+            for w in where[1:]:  # alone, or re-paired with its own value
+                nxt = int(s.context[w + 1]) if w + 1 < 64 else None
+                assert (nxt == a) if pairs else (nxt != a)
+        assert n_mentions >= 6
+        # everything else is the plain sample's filler
+        assert 0 < int((s.context != plain.context).sum()) <= n_mentions * (2 if pairs else 1)
+
+
 def test_evaluate_method_full_vs_structkv_reports_cost(make_model):
     model = make_model("llama", "sdpa")
     samples = recall_samples(2, 120, 4, 2, RecallVocab(32, 32, 32), seed=0)

@@ -39,3 +39,19 @@ def test_train_checkpoints_and_resumes(tmp_path):
     hist = json.loads((tmp_path / "history.json").read_text())
     assert resumed["steps"] == 4 and [h["step"] for h in hist] == [2, 4]
     assert (tmp_path / "model" / "config.json").exists()
+
+
+def test_grow_from_a_shallower_model_computes_the_same_function():
+    from structkv.synthetic.train import build_model, grow_from
+
+    small = build_model(
+        TrainConfig(layers=2, hidden=16, heads=2, kv_heads=1, intermediate=32)
+    ).eval()
+    big = build_model(
+        TrainConfig(layers=4, hidden=16, heads=2, kv_heads=1, intermediate=32, seed=1)
+    ).eval()
+    ids = torch.randint(0, 100, (2, 20))
+    assert not torch.allclose(small(ids).logits, big(ids).logits)
+    grow_from(big, small, [0, None, None, 1])
+    torch.testing.assert_close(big(ids).logits, small(ids).logits, atol=1e-5, rtol=1e-5)
+    assert big.model.layers[1].self_attn.o_proj.weight.abs().sum() == 0

@@ -60,8 +60,16 @@ def make_recall_sample(
     n_queries: int,
     gen: torch.Generator,
     vocab: RecallVocab = RecallVocab(),
+    mentions: int = 0,
+    mention_pairs: bool = False,
 ) -> RecallSample:
-    """A haystack of ``length`` tokens (BOS included) with ``n_pairs`` planted pairs and ``n_queries`` queries."""
+    """A haystack of ``length`` tokens (BOS included) with ``n_pairs`` planted pairs and ``n_queries`` queries.
+
+    ``mentions`` > 0 re-mentions every planted key up to that many times at filler positions after its
+    pair (a fact referred to later in the document; fewer when the pair sits too near the end): the
+    key alone, or the whole ``key value`` pair with ``mention_pairs``. The trained model's induction
+    heads attend from each mention back to the pair, which gives the pair in-degree during prefill.
+    """
     if 2 * n_pairs + 1 > length:
         raise ValueError(f"length {length} cannot hold {n_pairs} pairs")
     if n_queries > n_pairs:
@@ -78,6 +86,24 @@ def make_recall_sample(
         ctx[s] = k
         ctx[s + 1] = v
     order = torch.randperm(n_pairs, generator=gen)[:n_queries].tolist()
+    if mentions:
+        taken = torch.zeros(length + 1, dtype=torch.bool)
+        taken[0] = taken[length] = True
+        taken[starts] = True
+        taken[starts + 1] = True
+        for k, v, s in zip(keys.tolist(), values.tolist(), starts.tolist(), strict=True):
+            # a free position p after the pair (p + 1 free too when the mention is a pair)
+            ok = ~taken[s + 2 : length] & (~taken[s + 3 : length + 1] if mention_pairs else True)
+            free = ok.nonzero().flatten() + s + 2
+            pos = free[torch.randperm(len(free), generator=gen)[:mentions]]
+            for q in pos.tolist():
+                if taken[q] or (mention_pairs and taken[q + 1]):
+                    continue  # overlaps a mention placed just before
+                ctx[q] = k
+                taken[q] = True
+                if mention_pairs:
+                    ctx[q + 1] = v
+                    taken[q + 1] = True
     return RecallSample(
         context=ctx,
         queries=[int(keys[i]) for i in order],
@@ -113,7 +139,7 @@ def training_batch(
 
 
 def recall_samples(
-    n: int, length: int, n_pairs: int, n_queries: int, vocab, seed: int = 0
+    n: int, length: int, n_pairs: int, n_queries: int, vocab, seed: int = 0, mentions: int = 0
 ) -> list[EvalSample]:
     """Associative-recall samples (integer vocabulary) for the tiny trained model."""
     from structkv.evaluate import EvalSample
@@ -121,7 +147,7 @@ def recall_samples(
     gen = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
-        s = make_recall_sample(length, n_pairs, n_queries, gen, vocab)
+        s = make_recall_sample(length, n_pairs, n_queries, gen, vocab, mentions)
         out.append(
             EvalSample(
                 context_ids=s.context,

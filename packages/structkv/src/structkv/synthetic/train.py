@@ -54,6 +54,10 @@ class TrainConfig:
     lengths: str = ""  # comma-separated haystack lengths cycled per step (overrides the curriculum)
     copy_steps: int = 0  # induction warm-up: every other batch is a repeated random sequence
     copy_len: int = 64
+    init_from: str = ""  # a trained shallower run's model directory to grow from (depth growth)
+    layer_map: str = (
+        ""  # comma list, one entry per new layer: an old layer index or "-" for a new one
+    )
     min_pairs: int = 4
     max_pairs: int = 8
     eval_every: int = 250
@@ -98,6 +102,35 @@ def copy_batch(batch_size: int, half: int, gen: torch.Generator, vocab: RecallVo
     return ids, labels
 
 
+def grow_from(model, source, layer_map: list[int | None]):
+    """Copy a trained shallower Llama into ``model``: embeddings, final norm, LM head and the layers
+    named by ``layer_map`` (new layer i <- old layer ``layer_map[i]``). New layers (``None``) keep
+    their random attention and MLP inputs but get zero output projections, so they start as the
+    identity on the residual stream and the grown model computes exactly the source's function.
+    """
+    if len(layer_map) != len(model.model.layers):
+        raise ValueError(
+            f"layer_map has {len(layer_map)} entries for {len(model.model.layers)} layers"
+        )
+    sd = source.state_dict()
+    own = model.state_dict()
+    for k, v in sd.items():
+        if ".layers." not in k:
+            own[k] = v.clone()
+    for i, j in enumerate(layer_map):
+        prefix = f"model.layers.{i}."
+        if j is None:
+            for k in own:
+                if k.startswith(prefix) and k.endswith(("o_proj.weight", "down_proj.weight")):
+                    own[k] = torch.zeros_like(own[k])
+            continue
+        for k, v in sd.items():
+            if k.startswith(f"model.layers.{j}."):
+                own[prefix + k[len(f"model.layers.{j}.") :]] = v.clone()
+    model.load_state_dict(own)
+    return model
+
+
 def _schedule(cfg: TrainConfig, step: int) -> tuple[int, int]:
     """(haystack length, pairs) at ``step``: cycled ``lengths``, else a linear length curriculum."""
     if cfg.lengths:
@@ -135,6 +168,11 @@ def train(cfg: TrainConfig, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     model = build_model(cfg)
+    if cfg.init_from:
+        from transformers import LlamaForCausalLM
+
+        lmap = [None if x.strip() == "-" else int(x) for x in cfg.layer_map.split(",")]
+        grow_from(model, LlamaForCausalLM.from_pretrained(cfg.init_from), lmap)
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
     )
