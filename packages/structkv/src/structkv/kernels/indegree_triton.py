@@ -23,6 +23,41 @@ _NEG = -1.0e30
 
 
 @triton.jit
+def _load_rows(Q, POS, b, kvh, rows, G, w, offs_d, d_ok, sqb, sqh, sqw, sqd):
+    """The window query rows ``rows`` (G heads × w positions of KV head ``kvh``): q, positions, head, wi."""
+    row_ok = rows < G * w
+    head = kvh * G + rows // w
+    wi = rows % w
+    q = tl.load(
+        Q + b * sqb + head[:, None] * sqh + wi[:, None] * sqw + offs_d[None, :] * sqd,
+        mask=row_ok[:, None] & d_ok[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    pos = tl.load(POS + wi, mask=row_ok, other=0)
+    return q, pos, head, wi, row_ok
+
+
+@triton.jit
+def _load_cols(K, b, kvh, cols, n, offs_d, d_ok, skb, skh, skn, skd):
+    """The key block ``cols`` of KV head ``kvh`` and its in-range mask."""
+    col_ok = cols < n
+    k = tl.load(
+        K + b * skb + kvh * skh + cols[:, None] * skn + offs_d[None, :] * skd,
+        mask=col_ok[:, None] & d_ok[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    return k, col_ok
+
+
+@triton.jit
+def _scores(q, k, scale, cols, col_ok, pos, row_ok):
+    """Scaled scores and the causal visibility mask (key j visible to row i iff j <= q_pos[i])."""
+    s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+    vis = col_ok[None, :] & (cols[None, :] <= pos[:, None]) & row_ok[:, None]
+    return s, vis
+
+
+@triton.jit
 def _lse_entropy_kernel(
     Q,
     K,
@@ -52,31 +87,19 @@ def _lse_entropy_kernel(
     pid_m = tl.program_id(1)
     b = pid_bh // H_kv
     kvh = pid_bh % H_kv
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    row_ok = rows < G * w
-    head = kvh * G + rows // w
-    wi = rows % w
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < d
-    q = tl.load(
-        Q + b * sqb + head[:, None] * sqh + wi[:, None] * sqw + offs_d[None, :] * sqd,
-        mask=row_ok[:, None] & d_ok[None, :],
-        other=0.0,
-    ).to(tl.float32)
-    pos = tl.load(POS + wi, mask=row_ok, other=0)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    q, pos, head, wi, row_ok = _load_rows(
+        Q, POS, b, kvh, rows, G, w, offs_d, d_ok, sqb, sqh, sqw, sqd
+    )
     m = tl.full((BLOCK_M,), _NEG, tl.float32)
     l_sum = tl.zeros((BLOCK_M,), tl.float32)
     t_sum = tl.zeros((BLOCK_M,), tl.float32)
     for start in range(0, n, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
-        col_ok = cols < n
-        k = tl.load(
-            K + b * skb + kvh * skh + cols[:, None] * skn + offs_d[None, :] * skd,
-            mask=col_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
-        vis = col_ok[None, :] & (cols[None, :] <= pos[:, None]) & row_ok[:, None]
+        k, col_ok = _load_cols(K, b, kvh, cols, n, offs_d, d_ok, skb, skh, skn, skd)
+        s, vis = _scores(q, k, scale, cols, col_ok, pos, row_ok)
         s = tl.where(vis, s, _NEG)
         m_new = tl.maximum(m, tl.max(s, axis=1))
         alpha = tl.exp(m - m_new)
@@ -122,30 +145,18 @@ def _colsum_kernel(
     pid_n = tl.program_id(1)
     b = pid_bh // H_kv
     kvh = pid_bh % H_kv
-    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    col_ok = cols < n
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < d
-    k = tl.load(
-        K + b * skb + kvh * skh + cols[:, None] * skn + offs_d[None, :] * skd,
-        mask=col_ok[:, None] & d_ok[None, :],
-        other=0.0,
-    ).to(tl.float32)
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    k, col_ok = _load_cols(K, b, kvh, cols, n, offs_d, d_ok, skb, skh, skn, skd)
     acc = tl.zeros((BLOCK_N,), tl.float32)
     for r0 in range(0, G * w, BLOCK_M):
         rows = r0 + tl.arange(0, BLOCK_M)
-        row_ok = rows < G * w
-        head = kvh * G + rows // w
-        wi = rows % w
-        q = tl.load(
-            Q + b * sqb + head[:, None] * sqh + wi[:, None] * sqw + offs_d[None, :] * sqd,
-            mask=row_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        pos = tl.load(POS + wi, mask=row_ok, other=0)
+        q, pos, head, wi, row_ok = _load_rows(
+            Q, POS, b, kvh, rows, G, w, offs_d, d_ok, sqb, sqh, sqw, sqd
+        )
         lse = tl.load(LSE + b * H * w + head * w + wi, mask=row_ok, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
-        vis = col_ok[None, :] & (cols[None, :] <= pos[:, None]) & row_ok[:, None]
+        s, vis = _scores(q, k, scale, cols, col_ok, pos, row_ok)
         p = tl.where(vis, tl.exp(s - lse[:, None]), 0.0)
         acc += tl.sum(p, axis=0)
     tl.store(OUT + pid_bh * n + cols, acc / (G * w), mask=col_ok)
