@@ -9,7 +9,7 @@ in a document are) and ``aware`` (the question inside the compressed context).
 Prints one line per method and budget with the ratio to full-cache accuracy measured in the same run;
 writes results/accuracy_vs_budget.json and .png.
 
-    uv run --locked python packages/structkv/bench/accuracy_vs_budget.py --run packages/structkv/bench/recall_model
+    uv run --locked python packages/structkv/bench/accuracy_vs_budget.py --run packages/structkv/bench/runs/recall9
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("streaming_llm", "snapkv", "pyramidkv", "gemfilter", "fastkv", "structkv")
+# StructKV ablations of the spec (name -> press keyword arguments)
+ABLATIONS = {
+    "structkv[pivot=1]": {"pivot": 1},
+    "structkv[kv_score=local]": {"kv_score": "local"},
+    "structkv[layer_weighting=sharpness]": {"layer_weighting": "sharpness"},
+}
 
 
 def main() -> None:
@@ -31,7 +37,7 @@ def main() -> None:
     from structkv.synthetic.tasks import RecallVocab, recall_samples
 
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--run", type=Path, default=Path(__file__).parent / "recall_model")
+    p.add_argument("--run", type=Path, default=Path(__file__).parent / "runs" / "recall9")
     p.add_argument("--budgets", default="0.05,0.1,0.2,0.4")
     p.add_argument("--prefill-budget", type=float, default=0.6)
     p.add_argument("--length", type=int, default=256)
@@ -47,6 +53,7 @@ def main() -> None:
         "re-mentioned --mentions times later in the context; aware: question inside the context",
     )
     p.add_argument("--mentions", type=int, default=2)
+    p.add_argument("--no-ablations", action="store_true", help="skip the StructKV ablation rows")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -81,21 +88,26 @@ def main() -> None:
             gate = full["accuracy"]
         print(f"[{proto}] full           kv=1.00 acc={full['accuracy']:.3f}", flush=True)
         for b in budgets:
-            for m in METHODS:
+            cells = [(m, m, None) for m in METHODS]
+            if not a.no_ablations:
+                cells += [(name, "structkv", kw) for name, kw in ABLATIONS.items()]
+            for m, method, kw in cells:
                 r = evaluate_method(
                     model,
                     samples,
-                    m,
+                    method,
                     b,
                     a.prefill_budget,
                     window_size=a.window_size,
                     query_aware=aware,
+                    press_kwargs=kw,
                 )
+                r["method"] = m
                 r["protocol"] = proto
                 rows.append(r)
                 ratio = r["accuracy"] / full["accuracy"] if full["accuracy"] else float("nan")
                 print(
-                    f"[{proto}] {m:14s} kv={b:.2f} acc={r['accuracy']:.3f} ({ratio:.2f}x full) "
+                    f"[{proto}] {m:36s} kv={b:.2f} acc={r['accuracy']:.3f} ({ratio:.2f}x full) "
                     f"prefill_cost={r['prefill_cost']:.2f} kv_fraction={r['kv_fraction']:.3f} "
                     f"pivots={r['pivot_layers']}",
                     flush=True,
@@ -136,9 +148,11 @@ def main() -> None:
             sel = [r for r in rows if r["protocol"] == proto]
             f = next(r for r in sel if r["method"] == "full")
             ax.axhline(f["accuracy"], color="k", ls="--", label="full")
-            for m in METHODS:
+            for m in (*METHODS, *ABLATIONS):
                 pts = sorted((r["kv_budget"], r["accuracy"]) for r in sel if r["method"] == m)
-                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=m)
+                if pts:
+                    style = {"ls": ":", "marker": "x"} if m in ABLATIONS else {"marker": "o"}
+                    ax.plot([x for x, _ in pts], [y for _, y in pts], label=m, **style)
             ax.set_xscale("log")
             ax.set_xlabel("KV budget (fraction kept)")
             ax.set_ylabel("exact match")
