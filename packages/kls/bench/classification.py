@@ -3,9 +3,8 @@
 Synthetic 6-class data (planted keywords; neighbouring classes share 30 % of them; 15 % ambiguous
 texts), balanced (40/class) and 10:1 imbalanced (80 → 8/class, geometric) training splits, a
 balanced test split (100/class). Two backbones: a tiny BERT built from config (hidden 32, 2 layers,
-papercore's deterministic WordPiece vocabulary over its bundled corpus + the training texts; the
-results in bench/results/classification.json predate this and used a WordPiece trained with
-``tokenizers`` on the training texts) and all-MiniLM-L6-v2 with a fresh
+papercore's deterministic WordPiece vocabulary over its bundled corpus + the training texts;
+40 epochs) and all-MiniLM-L6-v2 (8 epochs) with a fresh
 classification head (AutoModelForSequenceClassification from papercore.testing.minilm_path()).
 Seeds 0, 1, 2 (each seed: new data, new init). Every finished run is appended to the results JSON,
 so an interrupted bench resumes where it stopped (``--resume``); ``--summarize`` only prints the
@@ -38,8 +37,8 @@ SPLITS = {
 }
 BACKBONES = {
     # name: (epochs, lr, batch size, max length)
-    "tiny-bert": (6, 3e-3, 16, 48),
-    "minilm": (2, 1e-4, 16, 48),
+    "tiny-bert": (40, 3e-3, 16, 48),
+    "minilm": (8, 1e-4, 16, 48),
 }
 OUT = Path(__file__).parent / "results" / "classification.json"
 

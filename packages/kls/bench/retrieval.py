@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,20 +31,16 @@ import numpy as np
 import torch
 from sentence_transformers import (
     SentenceTransformer,
-    SentenceTransformerTrainer,
-    SentenceTransformerTrainingArguments,
 )
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-from sentence_transformers.training_args import BatchSamplers
 
 from kls import (
     KNNSmoothingEnhancer,
     LabelEnhancer,
     LabelPropagationEnhancer,
     RetrievalKeywordSmoother,
-    SoftLabelRankingLoss,
 )
 from kls.data import cold_start_split, make_synthetic_retrieval, make_training_groups
+from kls.demo import fit_retriever
 from papercore.retrieval import FaissRetriever, RetrievalData, evaluate_run
 from papercore.seeding import seed_everything
 from papercore.testing import minilm_path
@@ -66,29 +61,10 @@ def evaluate(model: SentenceTransformer, test: RetrievalData) -> dict[str, float
 
 
 def train(ds, loss_name: str, seed: int) -> SentenceTransformer:
+    """One epoch of MNRL or SoftLabelRankingLoss from MiniLM (the demo's training path)."""
     seed_everything(seed)
     model = load_minilm()
-    if loss_name == "mnrl":
-        loss = MultipleNegativesRankingLoss(model)
-        ds = ds.remove_columns("label") if "label" in ds.column_names else ds
-    else:
-        loss = SoftLabelRankingLoss(model, lam=1.0)
-    with tempfile.TemporaryDirectory() as tmp:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=tmp,
-            num_train_epochs=1,
-            per_device_train_batch_size=16,
-            learning_rate=5e-5,
-            warmup_steps=0.1,
-            seed=seed,
-            report_to=[],
-            save_strategy="no",
-            logging_strategy="no",
-            disable_tqdm=True,
-            use_cpu=True,
-            batch_sampler=BatchSamplers.NO_DUPLICATES,
-        )
-        SentenceTransformerTrainer(model=model, args=args, train_dataset=ds, loss=loss).train()
+    fit_retriever(model, ds, soft=loss_name != "mnrl", seed=seed)
     return model
 
 

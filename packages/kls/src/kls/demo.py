@@ -105,7 +105,7 @@ def _minilm(max_seq_length: int) -> Any:
     return model
 
 
-def _fit_retriever(model: Any, ds: Any, soft: bool, seed: int) -> float:
+def fit_retriever(model: Any, ds: Any, soft: bool, seed: int) -> float:
     """One epoch of MNRL (``soft=False``) or SoftLabelRankingLoss (λ = 1) on ``ds``; seconds."""
     import tempfile
 
@@ -193,6 +193,6 @@ def run_retrieval_demo(
                 train = ds
             seed_everything(seed)
             model = _minilm(max_seq_length)
-            _fit_retriever(model, train, soft=m != "mnrl", seed=seed)
+            fit_retriever(model, train, soft=m != "mnrl", seed=seed)
             res[m] = {**evaluate(model), "seconds": time.perf_counter() - t0}
     return res
