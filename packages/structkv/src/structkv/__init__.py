@@ -33,6 +33,7 @@ _LAZY = {
     "window_indegree": "structkv.kernels",
     "window_indegree_torch": "structkv.kernels",
     "make_press": "structkv.registry",
+    "StructKVPipeline": "structkv.pipeline",
     "PRESSES": "structkv.registry",
 }
 
