@@ -26,6 +26,7 @@ ABLATIONS = {
     "structkv[pivot=1]": {"pivot": 1},
     "structkv[kv_score=local]": {"kv_score": "local"},
     "structkv[layer_weighting=sharpness]": {"layer_weighting": "sharpness"},
+    "structkv[centrality_queries=full]": {"centrality_queries": "full"},
 }
 
 

@@ -41,3 +41,28 @@ def window_indegree_torch(
     denom = torch.log(q_pos.to(k.device).float() + 1.0)
     norm = torch.where(denom > 0, ent / denom.clamp_min(1e-12), torch.zeros_like(ent))
     return indeg, norm.mean(dim=-1)
+
+
+def full_indegree_torch(
+    q: torch.Tensor, k: torch.Tensor, scale: float, block: int = 256
+) -> torch.Tensor:
+    """In-degree over *all* queries with causal normalisation (spec §2.1, ``centrality_queries="full"``).
+
+    q (B, H, n, d) post-RoPE queries of every position; k (B, H_kv, n, d). Returns (B, H_kv, n) f32:
+    s^g(j) = Σ_{h∈g} Σ_{i≥j} a_ij / (G·(n − j)) — every key is averaged over the queries that can see it,
+    which removes the causal bias towards early tokens. O(n²·d) like attention; query blocks of ``block``
+    rows bound the memory to B·H·block·n floats.
+    """
+    b, h, n, _ = q.shape
+    h_kv = k.shape[1]
+    g = h // h_kv
+    kk = k.float().repeat_interleave(g, dim=1).transpose(-1, -2)
+    cols = torch.zeros(b, h, n, device=k.device, dtype=torch.float32)
+    keys = torch.arange(n, device=k.device)
+    for s in range(0, n, block):
+        rows = keys[s : s + block]
+        logits = torch.matmul(q[:, :, s : s + block].float(), kk) * scale
+        logits = logits.masked_fill(keys[None, :] > rows[:, None], float("-inf"))
+        cols += torch.softmax(logits, dim=-1).sum(dim=2)
+    visible = (n - keys).to(torch.float32)  # queries i ≥ j
+    return cols.view(b, h_kv, g, n).sum(dim=2) / (g * visible)

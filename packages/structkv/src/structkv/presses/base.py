@@ -146,6 +146,22 @@ class BasePress:
             raise NonFiniteScoreError(f"non-finite window in-degree at layer {module.layer_idx}")
         return indeg, float(ent.mean())
 
+    def full_scores(
+        self, module: torch.nn.Module, hidden_states: torch.Tensor, keys: torch.Tensor, kwargs: dict
+    ) -> torch.Tensor:
+        """Pooled in-degree over all queries with causal normalisation (B, H_kv, n) f32 (spec §2.1)."""
+        from structkv.kernels.indegree_torch import full_indegree_torch
+
+        n = keys.shape[2]
+        q = window_queries(module, hidden_states, kwargs, n)
+        indeg = avg_pool(
+            full_indegree_torch(q, keys, float(module.scaling)),
+            int(getattr(self, "kernel_size", 1)),
+        )
+        if not torch.isfinite(indeg).all():
+            raise NonFiniteScoreError(f"non-finite full in-degree at layer {module.layer_idx}")
+        return indeg
+
     @staticmethod
     def gather_kv(
         keys: torch.Tensor, values: torch.Tensor, idx: torch.Tensor

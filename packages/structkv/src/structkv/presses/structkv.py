@@ -46,7 +46,7 @@ class StructKVPress(PropagatingPress):
     pivot_metric: Literal["js", "kl", "entropy", "topk_jaccard"] = "js"
     pivot_tau: float = 0.02
     pivot_patience: int = 2
-    centrality_queries: Literal["window"] = "window"
+    centrality_queries: Literal["window", "full"] = "window"
     layer_weighting: Literal["uniform", "linear", "sharpness"] = "uniform"
     hub_weight: float = 1.0
     kv_score: Literal["blend", "local", "global"] = "blend"
@@ -79,9 +79,9 @@ class StructKVPress(PropagatingPress):
             raise PressConfigError(
                 f"kv_score must be blend, local or global, got {self.kv_score!r}"
             )
-        if self.centrality_queries != "window":
+        if self.centrality_queries not in ("window", "full"):
             raise PressConfigError(
-                f"centrality_queries={self.centrality_queries!r} is not implemented; use 'window'"
+                f"centrality_queries must be 'window' or 'full', got {self.centrality_queries!r}"
             )
         if not (self.pivot == "auto" or (isinstance(self.pivot, int) and self.pivot >= 0)):
             raise PressConfigError(
@@ -147,13 +147,23 @@ class StructKVPress(PropagatingPress):
         size = max(self.n_kept(n), min(n, round(rho * n)))
         return size, rho, violated
 
-    def step_layer(self, layer: int, indeg: torch.Tensor, entropy: float) -> bool:
+    def step_layer(
+        self,
+        layer: int,
+        indeg: torch.Tensor,
+        entropy: float,
+        centrality_scores: torch.Tensor | None = None,
+    ) -> bool:
         """Feed layer ``layer``'s pooled in-degree (B, H_kv, N); return True when it is the pivot.
 
+        ``indeg`` is the window in-degree (the local KV score); ``centrality_scores`` (default: the same)
+        is what enters the global centrality — the all-query in-degree for ``centrality_queries="full"``.
         Usable on hand-built scores (tests) as well as from the attention hook.
         """
         self._s[layer] = indeg
-        self.centrality.update(layer, indeg, entropy)
+        self.centrality.update(
+            layer, indeg if centrality_scores is None else centrality_scores, entropy
+        )
         p = self.centrality.distribution()
         prev = self.centrality.prev
         p_prev = None if prev is None else prev / prev.sum(-1, keepdim=True).clamp_min(1e-12)
@@ -190,7 +200,10 @@ class StructKVPress(PropagatingPress):
         run = self._run
         indeg, entropy = self.window_scores(module, hidden_states, keys, kwargs)
         if self._pivot is None:
-            if not self.step_layer(layer, indeg, entropy):
+            full = None
+            if self.centrality_queries == "full":
+                full = self.full_scores(module, hidden_states, keys, kwargs)
+            if not self.step_layer(layer, indeg, entropy, full):
                 return keys, values
             self._pivot = layer
             self._keep = self.select_propagation(layer, run.n_layers, run.n)
