@@ -9,7 +9,7 @@ in a document are) and ``aware`` (the question inside the compressed context).
 Prints one line per method and budget with the ratio to full-cache accuracy measured in the same run;
 writes results/accuracy_vs_budget.json and .png.
 
-    uv run --locked python packages/structkv/bench/accuracy_vs_budget.py --run packages/structkv/bench/runs/recall9
+    uv run --locked python packages/structkv/bench/accuracy_vs_budget.py --run packages/structkv/bench/runs/recall10
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main() -> None:
     from structkv.synthetic.tasks import RecallVocab, recall_samples
 
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--run", type=Path, default=Path(__file__).parent / "runs" / "recall9")
+    p.add_argument("--run", type=Path, default=Path(__file__).parent / "runs" / "recall10")
     p.add_argument("--budgets", default="0.05,0.1,0.2,0.4")
     p.add_argument("--prefill-budget", type=float, default=0.6)
     p.add_argument("--length", type=int, default=256)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # runs that continue another run: (source run, its last step) -> plotted after it
-GROWN = {"recall9": ("recall6", 2000)}
+GROWN = {"recall9": ("recall6", 2000), "recall10": ("recall6", 2000)}
 
 
 def _history(name: str) -> list[dict]:
@@ -26,12 +26,12 @@ def main() -> None:
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     summary = {}
-    for name in ["recall"] + [f"recall{i}" for i in range(2, 10)]:
+    for name in ["recall"] + [f"recall{i}" for i in range(2, 11)]:
         if not (HERE / "runs" / f"{name}.log").exists():
             continue
         h = _history(name)
         src, offset = GROWN.get(name, (None, 0))
-        label = f"{name} (4 layers grown from {src})" if src else name
+        label = f"{name} (grown from {src})" if src else name
         steps = [r["step"] + offset for r in h]
         ax_loss.plot(steps, [r["loss"] for r in h], marker=".", label=label)
         ax_acc.plot(steps, [r["acc@256"] for r in h], marker=".", label=label)
