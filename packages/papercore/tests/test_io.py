@@ -79,3 +79,34 @@ def test_read_table_csv_json_and_missing_columns(tmp_path):
         read_table(tmp_path / "t.json")
     with pytest.raises(MalformedInputError, match=r"unsupported file type '\.xml'"):
         read_table(tmp_path / "t.xml")
+
+
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        (
+            "t.csv",
+            "text,label\nhello,1\nworld\n",
+            r"t\.csv, line 3: no value for column\(s\) \['label'\]",
+        ),
+        ("t.csv", "text,label\nhello,1,extra\n", r"line 2: 3 fields, the header has 2"),
+        ("t.tsv", "text\tlabel\nhello\t1\n", None),
+        ("t.json", '[{"text": "a", "label": 1}, 7]', r"entry 1 is a int, expected an object"),
+        (
+            "t.json",
+            '[{"text": "a", "label": 1}, {"text": "b"}]',
+            r"entry 1: missing required column\(s\) \['label'\]",
+        ),
+        ("t.json", '[{"text": "a",', r"invalid JSON at line 1, column \d+"),
+        ("t.jsonl", '{"text": "a", "label": 1}\n{"text": "b"}\n', r"line 2.*missing required key"),
+    ],
+)
+def test_read_table_checks_every_record(tmp_path, name, content, match):
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    if match is None:
+        assert read_table(tmp_path / name, required=["text", "label"]) == [
+            {"text": "hello", "label": "1"}
+        ]
+        return
+    with pytest.raises(MalformedInputError, match=match):
+        read_table(tmp_path / name, required=["text", "label"])

@@ -13,7 +13,6 @@ Bad inputs fail fast with the file and the entry index: a missing database folde
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -25,6 +24,8 @@ from typing import Any, Literal
 
 from agentic_sql.errors import DatabaseNotFoundError, MalformedDatasetError
 from agentic_sql.executor import find_db_path
+from papercore.errors import MalformedInputError
+from papercore.io import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -207,42 +208,18 @@ def read_split(path: str | os.PathLike) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: no such file.
-        MalformedDatasetError: invalid JSON (with the line), not a list, or an entry that is not an
-            object (with its index).
+        MalformedDatasetError: not ``.json``/``.jsonl``, invalid JSON (with the line), not a list,
+            or an entry that is not an object (with its index).
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"split file not found: {p}")
-    text = p.read_text(encoding="utf-8")
-    if p.suffix.lower() == ".jsonl":
-        entries = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise MalformedDatasetError(
-                    f"{p}, line {lineno}: invalid JSON ({e.msg} at column {e.colno})"
-                ) from None
-    else:
-        try:
-            entries = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise MalformedDatasetError(
-                f"{p}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-            ) from None
-        if not isinstance(entries, list):
-            raise MalformedDatasetError(
-                f"{p}: expected a JSON list of question objects, got {type(entries).__name__}"
-            )
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise MalformedDatasetError(
-                f"{p}: entry {i} is a {type(e).__name__}, expected an object with db_id, question "
-                f"and the SQL"
-            )
-    return entries
+    if p.suffix.lower() not in (".json", ".jsonl"):
+        raise MalformedDatasetError(f"{p}: a split file is .json (BIRD, Spider) or .jsonl")
+    try:
+        return read_table(p)
+    except MalformedInputError as e:
+        raise MalformedDatasetError(str(e)) from None
 
 
 def _check_db_root(db_root: str | os.PathLike) -> Path:

@@ -116,7 +116,10 @@ def write_json(path: PathLike, obj: Any, *, indent: int = 2) -> None:
 def read_table(path: PathLike, *, required: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Read records from ``.jsonl``, ``.json`` (a list of objects) or ``.csv``/``.tsv``.
 
-    Raises :class:`MalformedInputError` when required columns are missing, naming them.
+    Every record is checked, and an error names the record: JSONL and CSV by 1-based line, JSON by
+    0-based entry index. Raises :class:`MalformedInputError` (:class:`JSONLError` for JSONL) for
+    invalid JSON, a JSON entry that is not an object, a CSV row with more or fewer fields than the
+    header, or a record lacking one of the ``required`` keys (naming them).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -129,26 +132,59 @@ def read_table(path: PathLike, *, required: Sequence[str] = ()) -> list[dict[str
     if not path.is_file():
         raise FileNotFoundError(f"file not found: {path}")
     if suffix == ".json":
-        with path.open(encoding="utf-8") as fh:
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as e:
-                raise MalformedInputError(
-                    f"{path}: invalid JSON at line {e.lineno}: {e.msg}"
-                ) from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise MalformedInputError(f"{path}: expected a JSON list of objects")
-        rows = data
+        rows = _read_json_list(path)
+        where = [f"entry {i}" for i in range(len(rows))]
     else:
-        with path.open(encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
-    if required and rows:
-        missing = [k for k in required if k not in rows[0]]
+        rows, where = _read_csv(path, delimiter="\t" if suffix == ".tsv" else ",")
+    for row, at in zip(rows, where, strict=True):
+        missing = [k for k in required if k not in row]
         if missing:
             raise MalformedInputError(
-                f"{path}: missing required column(s) {missing}; has {sorted(rows[0])}"
+                f"{path}, {at}: missing required column(s) {missing}; has {sorted(row)}"
             )
     return rows
+
+
+def _read_json_list(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        try:
+            data = json.load(fh)
+        except json.JSONDecodeError as e:
+            raise MalformedInputError(
+                f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+            ) from None
+    if not isinstance(data, list):
+        raise MalformedInputError(
+            f"{path}: expected a JSON list of objects, got {type(data).__name__}"
+        )
+    for i, row in enumerate(data):
+        if not isinstance(row, dict):
+            raise MalformedInputError(
+                f"{path}: entry {i} is a {type(row).__name__}, expected an object"
+            )
+    return data
+
+
+def _read_csv(path: Path, delimiter: str) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, where = [], []
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        for row in reader:
+            line = f"line {reader.line_num}"
+            if None in row:  # DictReader's restkey: more fields than the header
+                raise MalformedInputError(
+                    f"{path}, {line}: {len(row) - 1 + len(row[None])} fields, the header has "
+                    f"{len(reader.fieldnames or ())}"
+                )
+            short = [k for k, v in row.items() if v is None]  # restval: fewer fields
+            if short:
+                raise MalformedInputError(
+                    f"{path}, {line}: no value for column(s) {short} (the row has fewer fields "
+                    "than the header)"
+                )
+            rows.append(row)
+            where.append(line)
+    return rows, where
 
 
 def to_dataset(rows: Sequence[Mapping[str, Any]]):
