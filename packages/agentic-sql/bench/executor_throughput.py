@@ -16,7 +16,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import platform
 import sqlite3
 import statistics
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 from agentic_sql.data import make_synthetic_task_suite
 from agentic_sql.executor import SQLiteExecutor
 from agentic_sql.synth import DOMAINS
+from papercore.machine import machine_info
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -103,16 +103,6 @@ def cached_gold(root: Path, queries) -> float:
         return time.perf_counter() - t0
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def make_heavy_queries(n: int, offset: int) -> list[tuple[str, str]]:
     """CPU-bound queries: a 20,000-row recursive CTE grouped and filtered (distinct by a constant)."""
     return [
@@ -177,10 +167,7 @@ def main() -> None:
         "heavy": run_workload(root, make_heavy_queries, args.n_heavy, args.repeats),
     }
     cache_qps = args.n / cached_gold(root, make_queries(args.n, 0))
-    machine = (
-        f"{os.cpu_count()} CPUs ({cpu_name()}), Python {platform.python_version()}, "
-        f"SQLite {sqlite3.sqlite_version}"
-    )
+    machine = f"{machine_info()}, SQLite {sqlite3.sqlite_version}"
     load = os.getloadavg()
     print(f"machine: {machine}; load average at the end {load[0]:.1f} (shared machine)")
     for name, rows in results.items():

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ import torch
 from kls.data import make_synthetic_classification
 from kls.demo import tiny_bert_factory, wordpiece_tokenizer
 from kls.experiment import train_and_evaluate
+from papercore.machine import machine_info
 
 METHODS = ("ce", "ls", "kls")
 SPLITS = {
@@ -133,7 +132,7 @@ def main() -> None:
                 for b, v in BACKBONES.items()
             },
             "splits": SPLITS,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
+            "machine": machine_info(),
         }
     )
     done = {(r["backbone"], r["split"], r["seed"], r["method"]) for r in state["runs"]}

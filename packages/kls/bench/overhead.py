@@ -13,8 +13,6 @@ Run: uv run --locked python packages/kls/bench/overhead.py
 from __future__ import annotations
 
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from kls.data import make_synthetic_classification
 from kls.demo import tiny_bert_factory, wordpiece_tokenizer
 from kls.experiment import objective_args, soft_label_dataset
 from kls.trainer import KLSTrainer, KLSTrainingArguments
+from papercore.machine import machine_info
 from papercore.testing import minilm_path
 
 STEPS, REPEATS = 8, 5
@@ -115,7 +114,7 @@ def main() -> None:
                 "results": res,
                 "steps": STEPS,
                 "repeats": REPEATS,
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
+                "machine": machine_info(),
             },
             indent=2,
         )

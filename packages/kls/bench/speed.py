@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kls import KeywordLabelSmoother
+from papercore.machine import machine_info
 
 N_DOCS, N_WORDS, N_LABELS, VOCAB = 100_000, 50, 10, 20_000
 
@@ -108,7 +107,7 @@ def main() -> None:
         "loop_fit_seconds": t_loop_fit,
         "loop_docs": n_loop,
         "max_abs_diff": max_diff,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine_info(),
     }
     out = Path(__file__).parent / "results" / "speed.json"
     out.write_text(json.dumps(res, indent=2) + "\n")

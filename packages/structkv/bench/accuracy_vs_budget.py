@@ -34,6 +34,7 @@ def main() -> None:
     import torch
     from transformers import LlamaForCausalLM
 
+    from papercore.machine import machine_info
     from structkv.evaluate import evaluate_method
     from structkv.synthetic.tasks import RecallVocab, recall_samples
 
@@ -132,7 +133,7 @@ def main() -> None:
         "gate_full_accuracy": gate,
         "valid": valid,
         "seconds": round(time.time() - t0, 1),
-        "machine": f"CPU, {a.threads} threads, no GPU",
+        "machine": machine_info(a.threads),
     }
     (a.out / "accuracy_vs_budget.json").write_text(
         json.dumps({"meta": meta, "results": rows}, indent=1)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from papercore.machine import machine_info
 
 RESULTS = Path(__file__).parent / "results"
 METHODS = ("full", "fastkv", "structkv")
@@ -162,7 +163,7 @@ def main() -> None:
             )
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {
-        "machine": f"{platform.machine()} CPU, {a.threads} threads, no GPU",
+        "machine": machine_info(a.threads),
         "model": f"random-init Llama, {a.layers} layers, hidden {a.hidden}, GQA 2 KV heads, fp32, sdpa",
         "kv_budget": a.kv_budget,
         "prefill_budget": a.prefill_budget,

@@ -41,6 +41,7 @@ _EXPORTS = {
         "write_json",
         "write_jsonl",
     ),
+    "papercore.machine": ("machine_info",),
     "papercore.models": (
         "load_model",
         "load_sentence_transformer",
@@ -70,6 +71,7 @@ __all__ = [
     "load_model",
     "load_sentence_transformer",
     "load_tokenizer",
+    "machine_info",
     "make_backend",
     "read_jsonl",
     "read_table",
@@ -105,6 +107,7 @@ if TYPE_CHECKING:  # pragma: no cover
         write_json,
         write_jsonl,
     )
+    from papercore.machine import machine_info
     from papercore.models import (
         load_model,
         load_sentence_transformer,
