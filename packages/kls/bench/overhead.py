@@ -12,6 +12,7 @@ Run: uv run --locked python packages/kls/bench/overhead.py
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 import time
@@ -71,6 +72,16 @@ def time_steps(method, train, make, tok, steps):
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results" / "overhead.json",
+        help="results JSON",
+    )
+    a = p.parse_args()
     torch.set_num_threads(2)
     data = make_synthetic_classification(n_per_class=40, seed=100)
     tiny_tok = wordpiece_tokenizer(data["train"]["text"])
@@ -107,7 +118,7 @@ def main() -> None:
             f"{name:9s} KLS 2-head median {kls:.4f} s/step  {kls / ce:.3f}x | "
             f"min {kls_min:.4f} s/step  {kls_min / ce_min:.3f}x"
         )
-    out = Path(__file__).parent / "results" / "overhead.json"
+    out = a.out
     out.write_text(
         json.dumps(
             {

@@ -7,6 +7,7 @@ Run: nice -n 10 uv run --locked python packages/kls/bench/speed.py
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
@@ -70,6 +71,16 @@ def loop_reference(texts, labels, queries, k1=2.0, b=0.75, k2=2.0):
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results" / "speed.json",
+        help="results JSON",
+    )
+    a = p.parse_args()
     texts, labels = make_docs(N_DOCS)
     t0 = time.perf_counter()
     sm = KeywordLabelSmoother().fit(texts, labels)
@@ -109,7 +120,7 @@ def main() -> None:
         "max_abs_diff": max_diff,
         "machine": machine_info(),
     }
-    out = Path(__file__).parent / "results" / "speed.json"
+    out = a.out
     out.write_text(json.dumps(res, indent=2) + "\n")
 
 

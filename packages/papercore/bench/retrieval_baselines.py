@@ -13,6 +13,7 @@ Writes ``packages/papercore/bench/results/retrieval_baselines.json``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
@@ -25,7 +26,6 @@ import papercore.testing
 from papercore.machine import machine_info
 from papercore.retrieval import FaissRetriever, evaluate_run, make_synthetic_retrieval
 
-RESULTS = Path(__file__).parent / "results"
 METRICS = ("MRR@10", "R@10", "R@100", "nDCG@10")
 SEEDS = (0, 1, 2)
 
@@ -59,6 +59,16 @@ def mean_std(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results" / "retrieval_baselines.json",
+        help="results JSON",
+    )
+    args = p.parse_args()
     import faiss
     from sentence_transformers import SentenceTransformer
 
@@ -209,8 +219,8 @@ def main() -> None:
         print(f"  {cfg:32s} recall@10 {row['recall10_vs_flat']:.3f}")
 
     out["run_seconds"] = time.perf_counter() - t_start
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "retrieval_baselines.json"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    path = args.out
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\ntotal {out['run_seconds']:.0f} s; wrote {path}")
 
