@@ -21,6 +21,40 @@ def test_full_indegree_equals_the_explicit_attention_matrix(n, block):
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize(("g", "n"), [(4, 37), (3, 23)])
+def test_full_indegree_gqa_odd_length_with_budget_chosen_blocks(monkeypatch, g, n):
+    import structkv.kernels.indegree_torch as kt
+
+    b, h_kv, d = 2, 2, 8
+    gen = torch.Generator().manual_seed(g * n)
+    q = torch.randn(b, h_kv * g, n, d, generator=gen) * 2
+    k = torch.randn(b, h_kv, n, d, generator=gen)
+    a = window_attention(q, k, torch.arange(n), 0.35)
+    want = a.sum(dim=2).view(b, h_kv, g, n).sum(dim=2) / (g * (n - torch.arange(n)).float())
+    # a budget of 5 logits rows (B·H·N floats each): 5 does not divide n, the last block is ragged
+    monkeypatch.setattr(kt, "FULL_LOGITS_BUDGET_BYTES", 5 * b * h_kv * g * n * 4)
+    assert kt.full_block_rows(b, h_kv * g, n) == 5
+    torch.testing.assert_close(kt.full_indegree_torch(q, k, 0.35), want, atol=1e-6, rtol=1e-5)
+    # bf16 inputs are scored in float32
+    got16 = kt.full_indegree_torch(q.bfloat16(), k.bfloat16(), 0.35)
+    a16 = window_attention(q.bfloat16(), k.bfloat16(), torch.arange(n), 0.35)
+    want16 = a16.sum(dim=2).view(b, h_kv, g, n).sum(dim=2) / (g * (n - torch.arange(n)).float())
+    assert got16.dtype == torch.float32
+    torch.testing.assert_close(got16, want16, atol=1e-6, rtol=1e-5)
+
+
+def test_full_block_rows_keep_the_logits_block_under_the_budget():
+    from structkv.kernels.indegree_torch import FULL_LOGITS_BUDGET_BYTES, full_block_rows
+
+    assert FULL_LOGITS_BUDGET_BYTES == 256 * 2**20
+    for b, h, n in [(1, 32, 131072), (1, 32, 8192), (2, 8, 100), (1, 64, 2**22)]:
+        rows = full_block_rows(b, h, n)
+        assert 1 <= rows <= n
+        assert rows == 1 or rows * b * h * n * 4 <= FULL_LOGITS_BUDGET_BYTES
+    assert full_block_rows(1, 32, 8192) == 256  # 32 heads · 8k keys: 256 rows = 256 MiB
+    assert full_block_rows(2, 8, 100) == 100  # a short context: one block
+
+
 def test_causal_normalisation_removes_the_early_token_bias():
     # uniform attention (q = 0): raw column sums favour early keys; the normalised score is flat
     # up to the harmonic tail: s(j) = (1/(n-j)) Σ_{i≥j} 1/(i+1), decreasing slowly, never > 1

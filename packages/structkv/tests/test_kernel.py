@@ -1,4 +1,4 @@
-"""The Triton kernel equals the PyTorch reference (CPU, TRITON_INTERPRET=1, in a subprocess)."""
+"""The Triton kernels equal the PyTorch references (CPU, TRITON_INTERPRET=1, in a subprocess)."""
 
 import json
 import os
@@ -19,8 +19,8 @@ _SCRIPT = r"""
 import json, os
 os.environ["TRITON_INTERPRET"] = "1"
 import torch
-from structkv.kernels import window_indegree
-from structkv.kernels.indegree_torch import window_indegree_torch
+from structkv.kernels import full_indegree, window_indegree
+from structkv.kernels.indegree_torch import full_indegree_torch, window_indegree_torch
 g = torch.Generator().manual_seed(0)
 out = []
 cases = [(17, 4, 2, 9), (64, 4, 2, 56), (130, 4, 2, 122), (20, 4, 2, 0), (33, 4, 4, 25), (40, 8, 1, 32)]
@@ -31,7 +31,14 @@ for n, h, h_kv, first in cases:
     a = window_indegree(q, k, pos, 0.25, use_triton=True)
     r = window_indegree_torch(q, k, pos, 0.25)
     out.append([n, h, h_kv, (a[0] - r[0]).abs().max().item(), (a[1] - r[1]).abs().max().item()])
-print(json.dumps(out))
+full = []
+for n, h, h_kv in [(17, 4, 2), (37, 4, 4), (50, 8, 1)]:
+    q = torch.randn(1, h, n, 16, generator=g) * 2
+    k = torch.randn(1, h_kv, n, 16, generator=g) * 2
+    a = full_indegree(q, k, 0.25, use_triton=True)
+    r = full_indegree_torch(q, k, 0.25)
+    full.append([n, h, h_kv, ((a - r).abs() / r.abs().clamp_min(1e-6)).max().item()])
+print(json.dumps([out, full]))
 """
 
 
@@ -42,10 +49,13 @@ def test_triton_kernel_matches_reference_under_interpreter():
         [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows, full = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(rows) == 6  # non-multiple-of-block n, causal edge at the start, G = 1, 2 and 8
     for n, h, h_kv, d_indeg, d_ent in rows:
         assert d_indeg < 1e-5 and d_ent < 1e-5, (n, h, h_kv, d_indeg, d_ent)
+    assert len(full) == 3  # all-query in-degree (centrality_queries="full"): relative error
+    for n, h, h_kv, rel in full:
+        assert rel < 1e-4, (n, h, h_kv, rel)
 
 
 def test_reference_matches_dense_definition():
@@ -77,3 +87,39 @@ def test_use_triton_true_on_cpu_without_interpreter_is_a_clear_error(monkeypatch
     # auto falls back to the reference
     a = window_indegree(q, k, torch.arange(3, 5), 0.5, use_triton="auto")
     torch.testing.assert_close(a[0], window_indegree_torch(q, k, torch.arange(3, 5), 0.5)[0])
+
+
+_PRESS_SCRIPT = r"""
+import json, os
+os.environ["TRITON_INTERPRET"] = "1"
+import torch
+from papercore.testing.builders import tiny_causal_lm
+from structkv import StructKVPress, prefill
+model = tiny_causal_lm("llama", num_hidden_layers=4)
+ids = torch.randint(3, model.config.vocab_size, (1, 48), generator=torch.Generator().manual_seed(0))
+res = {}
+for use in (True, False):
+    press = StructKVPress(compression_ratio=0.75, prefill_budget=0.6, window_size=4, kernel_size=3,
+                          centrality_queries="full", use_triton=use)
+    out = prefill(model, ids, press)
+    keys = [layer.keys[0, 0, :, 0].tolist() for layer in out.cache.layers]  # which tokens each layer kept
+    res[str(use)] = {"pivot": out.pivot_layer, "keys": keys, "lengths": out.cache_lengths,
+                     "logits": out.last_logits[0, :5].tolist()}
+print(json.dumps(res))
+"""
+
+
+@pytest.mark.skipif(not triton_available(), reason="triton is not installed")
+def test_full_centrality_press_same_with_triton_under_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", _PRESS_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    tri, ref = res["True"], res["False"]
+    assert tri["pivot"] == ref["pivot"] is not None
+    assert tri["lengths"] == ref["lengths"] == [12] * 4  # 25% of 48 tokens in every layer
+    for a, b in zip(tri["keys"], ref["keys"], strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+    assert tri["logits"] == pytest.approx(ref["logits"], abs=1e-5)

@@ -199,3 +199,16 @@ def window_indegree_triton(
     denom = torch.log(pos.float() + 1.0)
     norm = torch.where(denom > 0, ent / denom.clamp_min(1e-12), torch.zeros_like(ent))
     return indeg, norm.mean(dim=-1)
+
+
+def full_indegree_triton(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """Same contract as :func:`~structkv.kernels.indegree_torch.full_indegree_torch`.
+
+    Every position is a query row of the window kernels (``q_pos = 0 … n−1``): they return the
+    column sums over all rows / (G·n); rescaling by n / (n − j) gives the causal normalisation
+    Σ_{h∈g} Σ_{i≥j} a_ij / (G·(n − j)). The row entropies of pass 1 come for free and are dropped.
+    """
+    n = k.shape[2]
+    pos = torch.arange(n, device=k.device)
+    indeg, _ = window_indegree_triton(q, k, pos, scale)
+    return indeg * (n / (n - pos).to(torch.float32))

@@ -31,7 +31,7 @@ from structkv._compat import (
 )
 from structkv.centrality import avg_pool
 from structkv.errors import NonFiniteScoreError, PressConfigError, PressNestingError
-from structkv.kernels import window_indegree
+from structkv.kernels import full_indegree, window_indegree
 
 logger = logging.getLogger(__name__)
 
@@ -150,12 +150,10 @@ class BasePress:
         self, module: torch.nn.Module, hidden_states: torch.Tensor, keys: torch.Tensor, kwargs: dict
     ) -> torch.Tensor:
         """Pooled in-degree over all queries with causal normalisation (B, H_kv, n) f32 (spec §2.1)."""
-        from structkv.kernels.indegree_torch import full_indegree_torch
-
         n = keys.shape[2]
         q = window_queries(module, hidden_states, kwargs, n)
         indeg = avg_pool(
-            full_indegree_torch(q, keys, float(module.scaling)),
+            full_indegree(q, keys, float(module.scaling), getattr(self, "use_triton", "auto")),
             int(getattr(self, "kernel_size", 1)),
         )
         if not torch.isfinite(indeg).all():

@@ -74,18 +74,31 @@ def load_records(path: str | Path) -> list[dict]:
     return read_jsonl(path, required=["context", "question", "answer"])
 
 
+def plain_context_ids(tokenizer, context: str) -> list[int]:
+    """A context as a plain prompt (no chat template): the tokenizer's own special tokens (its BOS, if it
+    adds one) then the text. Shared by :func:`records_to_samples` (``structkv eval``) and the pipeline."""
+    return tokenizer(context, add_special_tokens=True)["input_ids"]
+
+
+def plain_question_ids(tokenizer, question: str, answer_prefix: str = "") -> list[int]:
+    """The part of a plain prompt after the context: a newline, the question, the answer prefix."""
+    return tokenizer("\n" + question + answer_prefix, add_special_tokens=False)["input_ids"]
+
+
 def records_to_samples(
     records: list[dict], tokenizer, max_context_tokens: int | None = None
 ) -> list[EvalSample]:
-    """Tokenise records; answers are matched as strings in the decoded greedy output."""
+    """Tokenise records; answers are matched as strings in the decoded greedy output.
+
+    ``max_context_tokens`` keeps the *last* N context tokens (the end of the haystack, next to the
+    question; a BOS is then cut off). ``StructKVPipeline``'s ``max_context_length`` keeps the first N.
+    """
     samples = []
     for r in records:
-        ctx = tokenizer(r["context"], add_special_tokens=True)["input_ids"]
+        ctx = plain_context_ids(tokenizer, r["context"])
         if max_context_tokens is not None:
             ctx = ctx[-max_context_tokens:]
-        q = tokenizer("\n" + r["question"] + r.get("answer_prefix", ""), add_special_tokens=False)[
-            "input_ids"
-        ]
+        q = plain_question_ids(tokenizer, r["question"], r.get("answer_prefix", ""))
         ans = r["answer"] if isinstance(r["answer"], list) else [r["answer"]]
         ans = [str(a) for a in ans]
         samples.append(

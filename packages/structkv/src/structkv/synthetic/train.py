@@ -102,16 +102,71 @@ def copy_batch(batch_size: int, half: int, gen: torch.Generator, vocab: RecallVo
     return ids, labels
 
 
+GROW_CONFIG_KEYS = (
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "vocab_size",
+)
+
+
+def parse_layer_map(text: str, layers: int) -> list[int | None]:
+    """``"0,-,-,1"`` -> ``[0, None, None, 1]``: one entry per layer of the grown model (``layers``)."""
+    if not text.strip():
+        raise ValueError(
+            f"--init-from needs --layer-map: one comma-separated entry per new layer ({layers}), "
+            'a source layer index or "-" for a new layer, e.g. "0,-,-,1" grows 2 layers to 4'
+        )
+    out: list[int | None] = []
+    for i, x in enumerate(text.split(",")):
+        x = x.strip()
+        if x == "-":
+            out.append(None)
+            continue
+        try:
+            out.append(int(x))
+        except ValueError:
+            raise ValueError(
+                f"--layer-map entry {i} is {x!r}: expected a source layer index or '-' (new layer)"
+            ) from None
+    if len(out) != layers:
+        raise ValueError(f"--layer-map has {len(out)} entries for {layers} layers ({text!r})")
+    return out
+
+
+def check_growable(model, source, layer_map: list[int | None]) -> None:
+    """ValueError naming what makes ``source`` impossible to grow into ``model`` with ``layer_map``."""
+    n_new, n_old = len(model.model.layers), len(source.model.layers)
+    if len(layer_map) != n_new:
+        raise ValueError(f"layer_map has {len(layer_map)} entries for {n_new} layers")
+    for i, j in enumerate(layer_map):
+        if j is None:
+            continue
+        if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < n_old:
+            raise ValueError(
+                f"layer_map[{i}] = {j!r}: the source has {n_old} layers "
+                f"(valid entries: 0..{n_old - 1}, or None for a new layer)"
+            )
+    a, b = source.config, model.config
+    bad = [
+        f"{k}: source {getattr(a, k, None)}, target {getattr(b, k, None)}"
+        for k in GROW_CONFIG_KEYS
+        if getattr(a, k, None) != getattr(b, k, None)
+    ]
+    if bad:
+        raise ValueError("cannot grow: the source and target configs differ in " + "; ".join(bad))
+
+
 def grow_from(model, source, layer_map: list[int | None]):
     """Copy a trained shallower Llama into ``model``: embeddings, final norm, LM head and the layers
     named by ``layer_map`` (new layer i <- old layer ``layer_map[i]``). New layers (``None``) keep
     their random attention and MLP inputs but get zero output projections, so they start as the
     identity on the residual stream and the grown model computes exactly the source's function.
+    Every entry and the widths of the two configs are checked first (:func:`check_growable`).
     """
-    if len(layer_map) != len(model.model.layers):
-        raise ValueError(
-            f"layer_map has {len(layer_map)} entries for {len(model.model.layers)} layers"
-        )
+    check_growable(model, source, layer_map)
     sd = source.state_dict()
     own = model.state_dict()
     for k, v in sd.items():
@@ -165,13 +220,19 @@ def evaluate_recall(model, cfg: TrainConfig, length: int, n: int, seed: int = 12
 
 
 def train(cfg: TrainConfig, out: Path) -> dict:
+    lmap = None
+    if cfg.init_from:
+        lmap = parse_layer_map(cfg.layer_map, cfg.layers)
+        if not Path(cfg.init_from).is_dir():
+            raise FileNotFoundError(f"--init-from {cfg.init_from!r} is not a model directory")
+    elif cfg.layer_map.strip():
+        raise ValueError("--layer-map needs --init-from (the model directory to grow from)")
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     model = build_model(cfg)
-    if cfg.init_from:
+    if lmap is not None:
         from transformers import LlamaForCausalLM
 
-        lmap = [None if x.strip() == "-" else int(x) for x in cfg.layer_map.split(",")]
         grow_from(model, LlamaForCausalLM.from_pretrained(cfg.init_from), lmap)
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
