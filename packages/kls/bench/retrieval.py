@@ -40,7 +40,7 @@ from kls import (
     RetrievalKeywordSmoother,
 )
 from kls.data import cold_start_split, make_synthetic_retrieval, make_training_groups
-from kls.demo import fit_retriever
+from kls.demo import RETRIEVAL_METHODS, fit_retriever
 from papercore.retrieval import FaissRetriever, RetrievalData, evaluate_run
 from papercore.seeding import seed_everything
 from papercore.testing import minilm_path
@@ -77,8 +77,8 @@ def main() -> None:
     )
     ap.add_argument(
         "--methods",
-        default="mnrl,mnrl+kls,mnrl+le,mnrl+le-deepct",
-        help="comma-separated subset of mnrl, mnrl+kls, mnrl+le, mnrl+le-deepct (mnrl is always run)",
+        default=",".join(RETRIEVAL_METHODS),
+        help=f"comma-separated subset of {', '.join(RETRIEVAL_METHODS)} (mnrl is always run)",
     )
     ap.add_argument(
         "--threads",
@@ -96,7 +96,7 @@ def main() -> None:
         queries={**syn.train.queries, **syn.test.queries},
         qrels={**syn.train.qrels, **syn.test.qrels},
     )
-    known = ("mnrl", "mnrl+kls", "mnrl+le", "mnrl+le-deepct")
+    known = RETRIEVAL_METHODS
     asked = [m.strip() for m in args.methods.split(",") if m.strip()]
     if any(m not in known for m in asked):
         raise SystemExit(f"--methods: unknown {sorted(set(asked) - set(known))}; known {known}")

@@ -146,6 +146,10 @@ def fit_retriever(model: Any, ds: Any, soft: bool, seed: int) -> float:
     return time.perf_counter() - t0
 
 
+#: the retrieval miniature's training methods (also the retrieval bench's ``--methods``)
+RETRIEVAL_METHODS = ("mnrl", "mnrl+kls", "mnrl+le", "mnrl+le-deepct")
+
+
 def run_retrieval_demo(
     seed: int = 0,
     n_topics: int = 4,
@@ -164,10 +168,11 @@ def run_retrieval_demo(
     from papercore.retrieval import FaissRetriever, evaluate_run
     from papercore.seeding import seed_everything, torch_threads
 
-    known = ("mnrl", "mnrl+kls", "mnrl+le", "mnrl+le-deepct")
-    unknown = [m for m in methods if m not in known]
+    unknown = [m for m in methods if m not in RETRIEVAL_METHODS]
     if unknown:
-        raise ValueError(f"unknown retrieval demo methods {unknown}; known: {list(known)}")
+        raise ValueError(
+            f"unknown retrieval demo methods {unknown}; known: {list(RETRIEVAL_METHODS)}"
+        )
 
     def evaluate(model: Any) -> dict[str, float]:
         r = FaissRetriever(model, index="flat", batch_size=64)

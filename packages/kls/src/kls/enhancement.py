@@ -44,16 +44,20 @@ from kls.weighting import BM25Weighter, TfidfWeighter
 logger = logging.getLogger(__name__)
 
 
+def _is_path(x: Any) -> bool:
+    return isinstance(x, str) or hasattr(x, "__fspath__")
+
+
 def _encoder_and_tokenizer(base_model: Any) -> tuple[nn.Module, Any]:
     """(HF encoder, tokenizer) from a SentenceTransformer, a model directory, or an (encoder, tokenizer) pair."""
     if isinstance(base_model, tuple):
         return base_model
-    if isinstance(base_model, str) or hasattr(base_model, "__fspath__"):
-        from transformers import AutoModel, AutoTokenizer
+    if _is_path(base_model):
+        from papercore.models import load_model, load_tokenizer
 
-        return AutoModel.from_pretrained(str(base_model)), AutoTokenizer.from_pretrained(
-            str(base_model)
-        )
+        tok = load_tokenizer(base_model)  # a missing path: ModelNotAvailableError naming it
+        enc = load_model(base_model, task="encoder", dtype=torch.float32, device="cpu")
+        return enc, tok
     first = base_model[0]  # SentenceTransformer: modules[0] is the Transformer
     enc = getattr(first, "auto_model", None) or getattr(first, "model", None)
     tok = getattr(first, "tokenizer", None) or getattr(first, "processor", None)
@@ -70,14 +74,16 @@ AUTO_DEEPCT_MIN_PAIRS = 1000
 
 
 def _make_weighter(weighter: Any) -> Any:
-    """A weighter object, or the strings ``"deepct"`` / ``"auto"`` (resolved at ``fit``)."""
-    if weighter == "bm25":
-        return BM25Weighter()
-    if weighter == "tfidf":
-        return TfidfWeighter()
-    if weighter in ("deepct", "auto"):
-        return weighter
-    if hasattr(weighter, "fit") and hasattr(weighter, "matrix"):
+    """A fresh weighter for the strings ``"bm25"`` / ``"tfidf"``, the strings ``"deepct"`` /
+    ``"auto"`` themselves (resolved at ``fit``), or the given weighter object."""
+    if isinstance(weighter, str):
+        if weighter == "bm25":
+            return BM25Weighter()
+        if weighter == "tfidf":
+            return TfidfWeighter()
+        if weighter in ("deepct", "auto"):
+            return weighter
+    elif hasattr(weighter, "fit") and hasattr(weighter, "matrix"):
         return weighter
     raise ValueError(
         f"weighter must be 'bm25', 'tfidf', 'deepct', 'auto' or a term weighter, got {weighter!r}"
@@ -116,10 +122,14 @@ class LabelEnhancer:
             :class:`~kls.deepct.DeepCTWeighter` trained at ``fit`` on the training pairs, from the
             same checkpoint; queries keep BM25), ``"auto"`` (``"deepct"`` from
             :data:`AUTO_DEEPCT_MIN_PAIRS` training pairs on, else ``"bm25"``), or a term weighter
-            (a :class:`~kls.deepct.DeepCTWeighter` instance is trained at ``fit`` unless already fitted).
+            (a :class:`~kls.deepct.DeepCTWeighter` instance is trained at ``fit`` unless already
+            fitted; a fitted one is used as given, only its BM25 query side is refitted). The
+            choice is resolved afresh at every ``fit`` (a new DeepCT model, a new ``"auto"``
+            decision); the resolved weighter is :attr:`weighter` after ``fit``.
         alpha: mixing weight α ∈ [0, 1) (0.2); tau: τ_LE > 0 (0.1, cosine scale).
         keep_gold_top: force argmax(ỹ) = d⁺.
         epochs, batch_size, lr: training of g (1 epoch, 16, 2e-5).
+        max_length: tokens per text, for g and for a DeepCT weighter built at ``fit``.
         deepct_kwargs: keyword arguments of :meth:`DeepCTWeighter.fit` (epochs, lr, head_lr, …).
     """
 
@@ -154,9 +164,11 @@ class LabelEnhancer:
         from papercore.models import resolve_device
 
         self.device = resolve_device(device)
-        self.weighter = _make_weighter(weighter)
+        self.weighter_choice = weighter  # resolved afresh at every fit
+        self.weighter = _make_weighter(weighter)  # the resolved weighter (after fit)
         self.deepct_kwargs = dict(deepct_kwargs or {})
         encoder, self.tokenizer = _encoder_and_tokenizer(base_model)
+        self._base_model = base_model  # a "deepct" weighter starts from it (g trains its copy)
         self.model = LEModel(copy.deepcopy(encoder), gamma_init=gamma_init).to(self.device)
 
     # ------------------------------------------------------------ features
@@ -167,30 +179,39 @@ class LabelEnhancer:
         return self.weighter.matrix(texts)
 
     def _prior(self, texts: Sequence[str], enc: Any, kind: str = "doc") -> torch.Tensor:
-        """Token prior ``[B, T]``: each wordpiece inherits its word's term weight (0 for specials)."""
+        """Token prior ``[B, T]``: each token inherits the term weight of the word it belongs to
+        (:func:`kls.deepct.word_spans`: lower-cased ``\\w+`` runs, or the tokens of the weighter's own
+        tokenizer when it was given one, e.g. a Chinese word segmenter); 0 for tokens outside every
+        word (special tokens, padding, punctuation). ``enc`` must hold ``offset_mapping``."""
+        from kls.deepct import token_word_ids, word_spans
+
         W = self._matrix(texts, kind)
         vocab = self.weighter.vocabulary_
+        # a weighter built with its own tokenizer (BM25Weighter(tokenizer=...)) defines the words
+        words = self.weighter.tokenizer if getattr(self.weighter, "_user_tokenizer", None) else None
         out = torch.zeros(enc["input_ids"].shape, dtype=torch.float32)
         for b, text in enumerate(texts):
             row = W.getrow(b)
             weights = dict(zip(row.indices.tolist(), row.data.tolist(), strict=True))
-            for t, wid in enumerate(enc.word_ids(b)):
-                if wid is None:
-                    continue
-                s, e = enc.word_to_chars(b, wid)
-                j = vocab.get(text[s:e].lower())
+            spans = word_spans(text, words)
+            for t, k in enumerate(token_word_ids(enc["offset_mapping"][b].tolist(), spans)):
+                j = None if k is None else vocab.get(spans[k][2])
                 if j is not None:
                     out[b, t] = weights.get(j, 0.0)
         return out
 
-    def _embed(self, texts: Sequence[str], kind: str = "doc") -> torch.Tensor:
-        enc = self.tokenizer(
+    def _tokenize(self, texts: Sequence[str]) -> Any:
+        return self.tokenizer(
             list(texts),
             padding=True,
             truncation=True,
             max_length=self.max_length,
+            return_offsets_mapping=True,
             return_tensors="pt",
         )
+
+    def _embed(self, texts: Sequence[str], kind: str = "doc") -> torch.Tensor:
+        enc = self._tokenize(texts)
         prior = self._prior(texts, enc, kind).to(self.device)
         batch = {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
         return self.model.embed(batch, prior)
@@ -259,30 +280,34 @@ class LabelEnhancer:
     ) -> None:
         from kls.deepct import DeepCTWeighter
 
-        if self.weighter == "auto":
-            use = "deepct" if len(queries) >= AUTO_DEEPCT_MIN_PAIRS else "bm25"
-            logger.info("weighter='auto': %d training pairs -> %s prior", len(queries), use)
-            self.weighter = "deepct" if use == "deepct" else BM25Weighter()
-        if self.weighter == "deepct":  # from the same checkpoint: g's encoder is still untrained
-            self.weighter = DeepCTWeighter(
-                (self.model.encoder, self.tokenizer),
+        w = _make_weighter(self.weighter_choice)  # fresh at every fit
+        if isinstance(w, str) and w == "auto":
+            w = "deepct" if len(queries) >= AUTO_DEEPCT_MIN_PAIRS else "bm25"
+            logger.info("weighter='auto': %d training pairs -> %s prior", len(queries), w)
+            w = _make_weighter(w)
+        if isinstance(w, str) and w == "deepct":  # from the checkpoint g was copied from
+            encoder = _encoder_and_tokenizer(self._base_model)[0]  # a path is reloaded
+            w = DeepCTWeighter(
+                (encoder, self.tokenizer),
+                max_length=self.max_length,
                 device=str(self.device),
                 seed=self.seed,
                 batch_size=self.batch_size,
             )
-        if isinstance(self.weighter, DeepCTWeighter):
-            if self.weighter.fitted_:
-                self.weighter.fit_query_weights(texts + list(queries))
+        self.weighter = w
+        if isinstance(w, DeepCTWeighter):
+            if w.fitted_:
+                w.fit_query_weights(texts + list(queries))
             else:  # query i is relevant to its group's positive
-                self.weighter.fit(
+                w.fit(
                     list(queries),
                     [g[0] for g in groups],
                     corpus=texts + list(queries),
                     **{"seed": self.seed, **self.deepct_kwargs},
                 )
-            self.weighter.word_weights(list(dict.fromkeys(d for g in groups for d in g)))  # cache
+            w.word_weights(list(dict.fromkeys(d for g in groups for d in g)))  # cache
         else:
-            self.weighter.fit(texts + list(queries))
+            w.fit(texts + list(queries))
 
     # ------------------------------------------------------------- outputs
     def _check(self) -> None:
