@@ -191,7 +191,7 @@ def test_enhance_bad_inputs_exit_2_with_one_line(enhance_files, tiny_bert_dir, t
         ([*base, "--train", str(d / "groups.jsonl"), "--alpha", "1.5"], "alpha must be in"),
         (
             [*base, "--train", str(d / "groups.jsonl"), "--weighter", "bogus"],
-            "bm25, tfidf, deepct or auto",
+            "one of bm25, tfidf, deepct, auto",
         ),
         ([*no_model, "--train", str(d / "groups.jsonl")], "model directory not found"),
     ]

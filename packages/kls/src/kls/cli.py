@@ -352,14 +352,14 @@ def enhance(
     """Label enhancement (§2.4): train g on the groups' hard labels, write a ``label`` column (1 + N floats)."""
     import datasets
 
-    from kls.enhancement import LabelEnhancer
+    from kls.enhancement import WEIGHTERS, LabelEnhancer
     from papercore.io import read_table, write_jsonl
     from papercore.retrieval import load_corpus
     from papercore.seeding import seed_everything
 
     setup_logging(verbose)
-    if weighter not in ("bm25", "tfidf", "deepct", "auto"):
-        raise ValueError(f"--weighter must be bm25, tfidf, deepct or auto, got {weighter!r}")
+    if weighter not in WEIGHTERS:
+        raise ValueError(f"--weighter must be one of {', '.join(WEIGHTERS)}, got {weighter!r}")
     if not Path(model).is_dir():
         raise FileNotFoundError(f"model directory not found: {model}")
     rows = read_table(groups, required=["anchor", "positive"])

@@ -72,6 +72,9 @@ def _encoder_and_tokenizer(base_model: Any) -> tuple[nn.Module, Any]:
 #: ``weighter="auto"`` uses the DeepCT prior from this many training pairs on (spec §2.4)
 AUTO_DEEPCT_MIN_PAIRS = 1000
 
+#: the term priors ``LabelEnhancer(weighter=...)`` takes by name (or pass a term-weighter object)
+WEIGHTERS = ("bm25", "tfidf", "deepct", "auto")
+
 
 def _make_weighter(weighter: Any) -> Any:
     """A fresh weighter for the strings ``"bm25"`` / ``"tfidf"``, the strings ``"deepct"`` /
@@ -86,7 +89,8 @@ def _make_weighter(weighter: Any) -> Any:
     elif hasattr(weighter, "fit") and hasattr(weighter, "matrix"):
         return weighter
     raise ValueError(
-        f"weighter must be 'bm25', 'tfidf', 'deepct', 'auto' or a term weighter, got {weighter!r}"
+        f"weighter must be one of {', '.join(map(repr, WEIGHTERS))} or a term weighter, "
+        f"got {weighter!r}"
     )
 
 
