@@ -95,9 +95,17 @@ def test_check_dissipative_agrees_with_brute_force_cycle_enumeration():
     assert agree == 200
 
 
+def _turn(z: int, values: np.ndarray) -> tuple[float, bool]:
+    """A (score, error) turn that lands in state ``z``: 0 = error, K = exact, else a bin midpoint."""
+    if z == 0:
+        return 0.0, True
+    return (1.0 if z == len(values) - 1 else float(values[z])), False
+
+
 @pytest.mark.parametrize("normalize", [False, True])
 def test_closed_walk_weight_formula(normalize):
-    """Sum of W on a closed walk = (alpha - beta) * U - gamma * (#self loops outside the goal)."""
+    """Sum of W on a closed walk = (alpha - beta) * U - gamma * (#self loops outside the goal),
+    and ATR adds it to s_T with weight lam, divided by T only when normalising."""
     cfg = ATRConfig(normalize_by_turns=normalize)
     W, v = build_transition_matrix(cfg)
     for length in range(1, 6):
@@ -108,6 +116,17 @@ def test_closed_walk_weight_formula(normalize):
                 loops = sum(1 for a, b in itertools.pairwise(walk) if a == b and a != 4)
                 expected = (cfg.alpha - cfg.beta) * ups - cfg.gamma * loops
                 assert walk_weight(W, walk) == pytest.approx(expected)
+                # the same walk played from z_0 = 0 (a closed walk when it starts at 0)
+                if start != 0:
+                    continue
+                turns = [_turn(z, v) for z in walk[1:]]
+                scores, errors = [s for s, _ in turns], [e for _, e in turns]
+                assert state_path(scores, errors, cfg) == list(walk)
+                T = len(turns)
+                s_T = 0.0 if errors[-1] else scores[-1]
+                total = expected / T if normalize else expected
+                atr = aggregate_trajectory_reward(scores, errors, cfg)
+                assert atr == pytest.approx(s_T + cfg.lam * total - cfg.effective_turn_cost * T)
 
 
 def test_brute_force_all_walks_up_to_length_5_argmax_is_monotone_and_cycle_free():

@@ -106,6 +106,19 @@ def test_train_bad_configs(tmp_path):
     assert nomodel.exit_code == 2 and "'model'" in nomodel.output
 
 
+def test_train_malformed_yaml_is_one_line_with_file_and_line(tmp_path):
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text("model: m\nreward: atr\n  protocol: text\n")  # bad indentation on line 3
+    res = invoke("train", "--config", cfg)
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    text = " ".join(res.output.split())
+    assert f"{cfg}: invalid YAML at line 3" in text
+    cfg.write_text("model: [m\n")  # unclosed flow sequence
+    res = invoke("train", "--config", cfg)
+    assert res.exit_code == 2 and "invalid YAML at line" in " ".join(res.output.split())
+
+
 def test_train_checkpoints_and_resumes(tmp_path, root, tiny_model_dir):
     rows = [
         {
@@ -201,6 +214,33 @@ def test_score_command(suite, tmp_path):
         "score", "--db-root", root, "--pred", preds, "--gold", root / "dev.json", "--metric", "f1"
     )
     assert bad.exit_code == 2 and "--metric" in bad.output
+
+
+def test_score_command_reads_bird_predictions_with_clear_errors(suite, tmp_path):
+    from agentic_sql.eval import BIRD_SEPARATOR
+
+    ds, root = suite
+    preds = tmp_path / "predict_dev.json"
+
+    def score(obj_or_text):
+        text = obj_or_text if isinstance(obj_or_text, str) else json.dumps(obj_or_text)
+        preds.write_text(text)
+        res = invoke("score", "--db-root", root, "--pred", preds, "--gold", root / "dev.json")
+        return res, " ".join(res.output.split())
+
+    bird = {str(i): f"{r['gold_sql']}{BIRD_SEPARATOR}{r['db_id']}" for i, r in enumerate(ds)}
+    res, _ = score(bird)
+    assert res.exit_code == 0, res.output
+    res, text = score({**bird, "first": bird["0"]})
+    assert res.exit_code == 2 and str(preds) in text and "key 'first' is not an integer" in text
+    res, text = score('{"0": "SELECT 1",\n "1": }')
+    assert res.exit_code == 2 and str(preds) in text and "invalid JSON at line 2" in text
+    res, text = score({k: v for k, v in bird.items() if k != "2"})
+    assert res.exit_code == 2 and "index 2 is missing" in text
+    res, text = score({**bird, "1": "SELECT 1"})
+    assert res.exit_code == 2 and "entry 1 is not of the form" in text
+    res, text = score(["SELECT 1", 2])
+    assert res.exit_code == 2 and "item 1 is a int" in text
 
 
 def test_eval_command(suite, tiny_model_dir, tmp_path):

@@ -86,6 +86,48 @@ def test_load_spider2_sqlite_keeps_sqlite_entries(tmp_path, spider_dir):
         load_spider2_sqlite(only_bq, root)
 
 
+def test_load_spider2_sqlite_drops_entries_without_gold(tmp_path, spider_dir, caplog):
+    root = tmp_path / "localdb"
+    root.mkdir()
+    shutil.copy(spider_dir / "database" / "concert_mini" / "concert_mini.sqlite", root)
+    gold = tmp_path / "gold"
+    gold.mkdir()
+    (gold / "local001.sql").write_text("SELECT name FROM singer\n")
+    (gold / "local003.sql").write_text("  \n")  # empty file: no gold either
+    lines = [
+        {"instance_id": f"local00{i}", "db": "concert_mini", "question": f"q{i}"} for i in (1, 2, 3)
+    ]
+    split = tmp_path / "spider2-lite.jsonl"
+    split.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    with caplog.at_level("WARNING"):
+        ds = load_spider2_sqlite(split, root, gold_sql_dir=gold)
+    assert ds["instance_id"] == ["local001"] and ds["gold_sql"] == ["SELECT name FROM singer"]
+    assert "dropped 2 SQLite entries without gold SQL" in caplog.text
+    with pytest.raises(MalformedDatasetError, match="none of the 3 SQLite entries has gold SQL"):
+        load_spider2_sqlite(split, root)  # no gold_sql_dir at all
+
+
+def test_schema_reader_decodes_text_like_the_sandbox(tmp_path):
+    import sqlite3
+
+    from agentic_sql.data import _open_ro
+    from agentic_sql.executor import _decode_text
+
+    db = tmp_path / "t.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t (s TEXT)")
+    con.execute("INSERT INTO t VALUES (CAST(X'61FF62' AS TEXT))")  # not UTF-8
+    con.commit()
+    con.close()
+    conn = _open_ro(db)
+    try:
+        assert conn.text_factory is _decode_text  # one decoder, not a copy
+        assert conn.execute("SELECT s FROM t").fetchone() == ("a\\xffb",)
+    finally:
+        conn.close()
+    assert "'a\\\\xffb'" in render_schema(db)
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 

@@ -95,8 +95,13 @@ def test_fallback_last_sql(executor):
     e.reset(db_id="shop", gold_sql=GOLD)
     e.execute_sql(GOLD)
     assert e.get_reward() == 1.0
+    # reset clears the fallback's history: the next episode is scored on its own queries
     e.reset(db_id="shop", gold_sql=GOLD)
-    e.execute_sql(GOLD)
+    assert e.sql_history == [] and e.get_reward() == 0.0  # nothing executed yet
+    obs = e.execute_sql(PARTIAL)
+    assert obs.splitlines()[0] == "name" and "(1 turn left" in obs
+    assert e.sql_history == [PARTIAL] and e.n_turns == 1
+    assert e.get_reward() == 0.0  # the last query (PARTIAL) is not an EX match
     e2 = SQLEnvironment(executor, max_turns=2, reward_kind="binary")
     e2.reset(db_id="shop", gold_sql=GOLD)
     e2.execute_sql(GOLD)
@@ -177,6 +182,14 @@ def test_bad_rows_fail_fast(executor):
         e.reset(gold_sql=GOLD)
     with pytest.raises(DatabaseNotFoundError, match="nowhere"):
         e.reset(db_id="nowhere", gold_sql=GOLD)
+    # present but empty (e.g. a Spider 2.0 entry without gold): say so, not "lacks"
+    with pytest.raises(ValueError, match=r"empty gold_sql \(db_id 'shop'\)") as err:
+        e.reset(db_id="shop", gold_sql="")
+    assert "lacks" not in str(err.value)
+    with pytest.raises(ValueError, match="empty gold_sql"):
+        e.reset(db_id="shop", gold_sql="   ")
+    with pytest.raises(ValueError, match="empty db_id"):
+        e.reset(db_id="", gold_sql=GOLD)
     fresh = SQLEnvironment(executor)
     with pytest.raises(RuntimeError, match="reset"):
         fresh.execute_sql("SELECT 1")
@@ -216,3 +229,26 @@ def test_process_isolation_end_to_end(root):
         assert e.turn_scores == [pytest.approx(2 / 3), 1.0] and e.final_ex
     finally:
         factory.close()
+
+
+def test_truncated_answers_are_scored_on_every_row(tmp_path):
+    """Gold runs uncapped and a capped answer is re-run: a prefix of the gold rows is not a match."""
+    import sqlite3
+
+    (tmp_path / "big").mkdir()
+    con = sqlite3.connect(tmp_path / "big" / "big.sqlite")
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?)", ((i,) for i in range(300)))
+    con.commit()
+    con.close()
+    with SQLiteExecutor(tmp_path, isolation="thread", max_rows=100) as ex:
+        e = SQLEnvironment(ex, reward_kind="binary")
+        e.reset(db_id="big", gold_sql="SELECT x FROM t")
+        assert len(e._gold.rows) == 300 and not e._gold.truncated
+        obs = e.execute_sql("SELECT x FROM t WHERE x < 100")
+        assert e.turn_scores == [0.0] and e.turn_errors == [False] and "cut at" not in obs
+        obs = e.execute_sql("SELECT x FROM t")  # the agent sees 50 of the first 100 rows ...
+        assert "the result was cut at 100 rows" in obs
+        assert e.turn_scores[-1] == 1.0  # ... and is scored on all 300
+        e.submit_answer("SELECT x FROM t WHERE x < 100")
+        assert not e.final_ex and e.get_reward() == 0.0

@@ -315,3 +315,18 @@ def test_synthetic_data_prompts_follow_the_protocol(tmp_path):
     assert set(ds["split"]) == {"train"} and (tmp_path / "synthetic" / "shop").is_dir()
     text = TrainConfig(model="m", output_dir=str(tmp_path / "t"), protocol="text", data=data)
     assert "<solution>" in _load_dataset(text)[0][0]["prompt"][0]["content"]
+
+
+def test_synthetic_data_trains_on_the_train_split_by_default(tmp_path):
+    from agentic_sql.train import _load_dataset
+
+    data = {"kind": "synthetic", "n_dbs": 1, "n_questions": 30}  # no `split:` key
+    ds, _root = _load_dataset(TrainConfig(model="m", output_dir=str(tmp_path), data=data))
+    assert len(ds) > 0 and set(ds["split"]) == {"train"}  # test questions stay held out
+    everything = {**data, "split": "all"}
+    full, _ = _load_dataset(TrainConfig(model="m", output_dir=str(tmp_path), data=everything))
+    assert set(full["split"]) == {"train", "test"} and len(full) > len(ds)
+    with pytest.raises(ValueError, match=r"data\.split must be"):
+        _load_dataset(
+            TrainConfig(model="m", output_dir=str(tmp_path), data={**data, "split": "dev"})
+        )

@@ -380,3 +380,163 @@ def test_parse_completion_never_crashes_on_garbage():
         p = parse_completion(text)
         assert isinstance(p.format_ok, bool)
     assert parse_completion(None).format_ok is False
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+@pytest.fixture(scope="module")
+def big_root(tmp_path_factory):
+    """``big/big.sqlite``: ``t(x)`` with 20,000 rows, twice the executor's default row cap."""
+    import sqlite3
+
+    root = tmp_path_factory.mktemp("big")
+    (root / "big").mkdir()
+    con = sqlite3.connect(root / "big" / "big.sqlite")
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?)", ((i,) for i in range(20_000)))
+    con.commit()
+    con.close()
+    return root
+
+
+def test_truncated_results_are_not_comparable():
+    from agentic_sql.executor import ExecResult
+
+    full = ExecResult(ok=True, columns=["x"], rows=[(1,), (2,)])
+    cut = ExecResult(ok=True, columns=["x"], rows=[(1,), (2,)], truncated=True)
+    assert ex_match(full, full) and column_set_score(full, full) == 1.0
+    for p, g in ((cut, full), (full, cut), (cut, cut)):
+        assert not ex_match(p, g)
+        assert column_set_score(p, g) == 0.0
+
+
+def test_gold_is_executed_uncapped_and_capped_predictions_are_rerun(big_root):
+    gold = "SELECT x FROM t"
+    with SQLiteExecutor(big_root, isolation="thread") as big:  # default max_rows = 10,000
+        assert big.max_rows == 10_000 and big.execute("big", gold).truncated
+        comps = [
+            sol("SELECT x FROM t WHERE x < 10000"),  # the first 10,000 rows only: wrong
+            sol(gold),  # right, although its capped result is truncated
+            sol("SELECT x FROM t ORDER BY x DESC"),  # right; its first 10,000 rows differ
+        ]
+        n = len(comps)
+        assert binary_ex_reward(comps, ["big"] * n, [gold] * n, executor=big) == [0.0, 1.0, 1.0]
+        csmr = csmr_final_reward(comps, ["big"] * n, [gold] * n, executor=big)
+        assert csmr[0] < 1.0 and csmr[1:] == [1.0, 1.0]
+        cache = GoldCache(big)
+        res = cache.get("big", gold)
+        assert len(res.rows) == 20_000 and not res.truncated
+
+
+def test_binary_and_arctic_need_a_well_formed_answer(ex):
+    from agentic_sql.rewards import Episode, episode_reward
+
+    twice = f"<solution>{GOLD}</solution><solution>SELECT 1</solution>"
+    trailing_sql = f"<solution>{GOLD}</solution><sql>SELECT 1</sql>"
+    for comp in (twice, trailing_sql):
+        assert binary_ex_reward([comp], ["shop"], [GOLD], executor=ex) == [0.0]
+        assert arctic_reward([comp], ["shop"], [GOLD], executor=ex) == [0.0]
+    bad = Episode(final_sql=GOLD, final_ok=True, final_ex=True, final_score=1.0, format_ok=False)
+    assert episode_reward("binary", bad) == 0.0 and episode_reward("arctic", bad) == 0.0
+    good = Episode(final_sql=GOLD, final_ok=True, final_ex=True, final_score=1.0, format_ok=True)
+    assert episode_reward("binary", good) == 1.0 and episode_reward("arctic", good) == 1.0
+    # the rollout_func path: format_ok travels as an extra field
+    extras = dict(turn_scores=[[1.0]], final_sql=[GOLD], final_ex=[True], final_ok=[True])
+    assert binary_ex_reward(["x"], ["shop"], [GOLD], format_ok=[False], **extras) == [0.0]
+    assert arctic_reward(["x"], ["shop"], [GOLD], format_ok=[False], **extras) == [0.0]
+
+
+def test_module_level_rewards_key_executors_by_db_root(tmp_path, make_shop_db):
+    import sqlite3
+
+    from agentic_sql.errors import DatabaseNotFoundError
+    from agentic_sql.rewards import close_shared_executors, shared_executor
+
+    a = make_shop_db(tmp_path / "a")
+    b = tmp_path / "b"
+    (b / "school").mkdir(parents=True)
+    con = sqlite3.connect(b / "school" / "school.sqlite")
+    con.executescript("CREATE TABLE s (n TEXT); INSERT INTO s VALUES ('x'), ('y');")
+    con.close()
+    shop_gold, school_gold = "SELECT name FROM customers", "SELECT n FROM s"
+    for f in (binary_ex_reward, arctic_reward, csmr_final_reward):
+        assert f([sol(shop_gold)], ["shop"], [shop_gold], db_root=[str(a)]) == [1.0]
+        # a later dataset on another folder gets its own executor (was: None rewards)
+        assert f([sol(school_gold)], ["school"], [school_gold], db_root=[str(b)]) == [1.0]
+    # one batch may mix folders: each row uses its own
+    r = binary_ex_reward(
+        [sol(shop_gold), sol(school_gold)],
+        ["shop", "school"],
+        [shop_gold, school_gold],
+        db_root=[str(a), str(b)],
+    )
+    assert r == [1.0, 1.0]
+    ex_a, _ = shared_executor(a)
+    assert shared_executor(str(a))[0] is ex_a and shared_executor(b)[0] is not ex_a
+    assert ex_a.isolation == "thread"  # no spawned workers behind a module-level function
+    # a database missing from the folder fails fast instead of a None reward
+    with pytest.raises(DatabaseNotFoundError, match="school"):
+        binary_ex_reward([sol(school_gold)], ["school"], [school_gold], db_root=[str(a)])
+    with pytest.raises(DatabaseNotFoundError, match="database folder not found"):
+        binary_ex_reward([sol(GOLD)], ["shop"], [GOLD], db_root=[str(tmp_path / "nope")])
+    close_shared_executors()
+    assert ex_a._closed
+    # used again after closing: a fresh executor
+    assert binary_ex_reward([sol(shop_gold)], ["shop"], [shop_gold], db_root=[str(a)]) == [1.0]
+    assert shared_executor(a)[0] is not ex_a
+    close_shared_executors()
+
+
+class ScriptedGoldExecutor:
+    """Returns scripted results for gold queries and records the per-call overrides."""
+
+    def __init__(self, inner, results):
+        self.inner, self.results, self.calls = inner, list(results), []
+        self.timeout_s = inner.timeout_s
+
+    def db_path(self, db_id):
+        return self.inner.db_path(db_id)
+
+    def execute(self, db_id, sql, *, timeout_s=None, max_rows="default"):
+        self.calls.append({"timeout_s": timeout_s, "max_rows": max_rows})
+        if self.results:
+            return self.results.pop(0)
+        return self.inner.execute(db_id, sql, timeout_s=timeout_s, max_rows=max_rows)
+
+
+def test_gold_cache_does_not_cache_timeouts_or_crashes(ex):
+    from agentic_sql.executor import ExecResult
+    from agentic_sql.rewards import GOLD_TIMEOUT_FACTOR
+
+    timeout = ExecResult(ok=False, error="timeout", timed_out=True, error_kind="timeout")
+    crash = ExecResult(ok=False, error="worker died", error_kind="crash")
+    spy = ScriptedGoldExecutor(ex, [timeout, crash])
+    cache = GoldCache(spy)
+    assert cache.get("shop", GOLD) is None and cache.n_invalid == 1
+    assert cache.get("shop", GOLD) is None and cache.n_invalid == 2
+    ok = cache.get("shop", GOLD)  # executed again, then cached
+    assert ok is not None and ok.ok and len(spy.calls) == 3
+    assert cache.get("shop", GOLD) is ok and len(spy.calls) == 3
+    # gold runs every row with GOLD_TIMEOUT_FACTOR x the policy timeout
+    assert spy.calls[0] == {"timeout_s": GOLD_TIMEOUT_FACTOR * ex.timeout_s, "max_rows": None}
+    assert GoldCache(spy, timeout_s=60.0).timeout_s == 60.0
+    # an SQL error is deterministic: cached
+    bad = ScriptedGoldExecutor(ex, [])
+    cache = GoldCache(bad)
+    assert cache.get("shop", "SELECT nope FROM customers") is None
+    assert cache.get("shop", "SELECT nope FROM customers") is None and len(bad.calls) == 1
+
+
+def test_unscorable_rows_are_counted_in_the_logged_metrics(ex):
+    for f in (binary_ex_reward, arctic_reward, csmr_final_reward, atr_reward):
+        logged = {}
+        r = f(
+            [sol(GOLD)] * 3,
+            ["shop"] * 3,
+            [GOLD, "SELECT missing_col FROM customers", "SELECT missing_col FROM customers"],
+            executor=ex,
+            log_metric=lambda k, v, logged=logged: logged.__setitem__(k, v),
+        )
+        assert r == [1.0 if f is not atr_reward else r[0], None, None]
+        assert logged["sql/unscorable"] == 2.0

@@ -205,17 +205,90 @@ def test_make_sql_rollout_func_with_a_trainer(tiny_llama, tiny_tokenizer, factor
         eval_dataset=None,
         accelerator=None,
     )
-    gen = ScriptedBackend(tiny_tokenizer, scripts)
+    modes = []
+
+    class ModeRecordingBackend(ScriptedBackend):
+        def generate(self, prompts, config):
+            modes.append(tiny_llama.training)
+            return super().generate(prompts, config)
+
+    gen = ModeRecordingBackend(tiny_tokenizer, scripts)
     rollout = make_sql_rollout_func(factory, max_turns=3, generator=gen)
     prompts = [rows[0]["prompt"], rows[0]["prompt"], rows[1]["prompt"], rows[1]["prompt"]]
-    out = rollout(prompts, trainer)
+    was_training = tiny_llama.training
+    tiny_llama.train()  # as inside GRPOTrainer.train
+    try:
+        out = rollout(prompts, trainer)
+        assert modes and not any(modes)  # generation ran in eval mode ...
+        assert tiny_llama.training  # ... and train mode was restored afterwards
+        tiny_llama.eval()
+        again = make_sql_rollout_func(
+            factory, max_turns=3, generator=ModeRecordingBackend(tiny_tokenizer, scripts)
+        )
+        again(prompts[:1], trainer)
+        assert not tiny_llama.training  # eval mode is restored as eval mode
+    finally:
+        tiny_llama.train(was_training)
     assert len(out["completion_ids"]) == 4 and len(out["prompt_ids"]) == 4
     assert out["turn_scores"][0] == [pytest.approx(2 / 3), 1.0]
     assert out["turn_scores"][2] == [1.0] and out["final_ex"] == [True] * 4
-    assert not tiny_llama.training  # restored
     with pytest.raises(ValueError, match="not in the trainer's datasets"):
         rollout([[{"role": "user", "content": "Q:zzz|"}]], trainer)
     with pytest.raises(ValueError, match="backend"):
         make_sql_rollout_func(factory, backend="tpu")
     with pytest.raises(ValueError, match="gold_sql"):
         make_sql_rollout_func(factory, rows=[{"prompt": "x", "db_id": "shop"}])
+
+
+def test_rows_with_the_same_prompt_and_different_gold_are_refused(factory):
+    rows = rows_for(["a", "b"])
+    same_prompt = {**rows[0], "gold_sql": PARTIAL}
+    with pytest.raises(ValueError, match="same prompt but different tasks"):
+        make_sql_rollout_func(factory, rows=[*rows, same_prompt])
+    other_db = {**rows[0], "db_id": "elsewhere"}
+    with pytest.raises(ValueError, match="same prompt but different tasks"):
+        make_sql_rollout_func(factory, rows=[rows[0], other_db])
+    make_sql_rollout_func(factory, rows=[*rows, dict(rows[0])])  # an exact duplicate is fine
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [
+        f"<solution><solution>{GOLD}</solution>",  # nested opening
+        f"<sql>{PARTIAL}<sql>{PARTIAL}</sql>",
+        f"<sql><think>look</think>{PARTIAL}</sql>",  # <think> inside a block
+        f"<solution>{GOLD}<think>sure</think></solution>",
+        f"<solution>{GOLD}</think></solution>",
+    ],
+)
+def test_rollout_and_rewards_apply_the_same_format_rules(tiny_tokenizer, factory, turn):
+    """A turn the rewards' parser rejects is a format failure in the rollout too."""
+    from agentic_sql.protocol import parse_completion, parse_turn
+
+    assert parse_turn(turn) is None
+    answer = turn if "<solution>" in turn else f"{turn}<solution>{GOLD}</solution>"
+    assert not parse_completion(answer).format_ok
+    (t,), _, _ = play(
+        tiny_tokenizer, factory, {"m": [turn, f"<solution>{GOLD}</solution>"]}, max_turns=3
+    )
+    assert not t.env.format_ok
+    assert t.env.get_reward() < trajectory_reward([1.0], final_ex=True) - 0.5
+
+
+@pytest.mark.parametrize(
+    "turn, expected",
+    [
+        (f"<think>look</think><sql>{PARTIAL}</sql>", ("sql", PARTIAL)),
+        (f"<solution> {GOLD} </solution>", ("solution", GOLD)),
+        ("<observation><sql>x</sql></observation><sql>SELECT 1</sql>", ("sql", "SELECT 1")),
+        ("</sql>", None),
+        ("<sql>SELECT <solution>1</sql>", None),
+    ],
+)
+def test_parse_turn(turn, expected):
+    from agentic_sql.protocol import parse_completion, parse_turn
+
+    assert parse_turn(turn) == expected
+    if expected is not None and expected[0] == "solution":
+        p = parse_completion(turn)
+        assert p.format_ok and p.final_sql == expected[1]

@@ -21,13 +21,13 @@ ATTACKS = {
     "create_temp": "CREATE TEMP TABLE evil (a)",
     "create_view": "CREATE VIEW v AS SELECT 1",
     "alter": "ALTER TABLE customers ADD COLUMN evil TEXT",
-    "attach": "ATTACH DATABASE '/tmp/agentic-sql-evil.db' AS evil",
+    "attach": "ATTACH DATABASE '{tmp}/attached.db' AS evil",
     "detach": "DETACH DATABASE main",
     "pragma_query_only_off": "PRAGMA query_only = 0",
     "pragma_writable_schema": "PRAGMA writable_schema = ON",
     "pragma_journal": "PRAGMA journal_mode = WAL",
     "vacuum": "VACUUM",
-    "vacuum_into": "VACUUM INTO '/tmp/agentic-sql-copy.db'",
+    "vacuum_into": "VACUUM INTO '{tmp}/copy.db'",
     "reindex": "REINDEX",
     "analyze": "ANALYZE",
     "begin": "BEGIN",
@@ -36,8 +36,21 @@ ATTACKS = {
     "cte_delete": "WITH x AS (SELECT 1) DELETE FROM customers",
     "load_extension": "SELECT load_extension('/tmp/evil.so')",
     "load_extension_nested": "SELECT name FROM customers WHERE load_extension('/tmp/evil.so') IS NULL",
-    "writefile": "SELECT writefile('/tmp/agentic-sql-evil.txt', 'x')",
+    "writefile": "SELECT writefile('{tmp}/evil.txt', 'x')",
 }
+#: attacks that would create a file: the target must not exist afterwards
+FILE_TARGETS = {"attach": "attached.db", "vacuum_into": "copy.db", "writefile": "evil.txt"}
+
+
+def attack(name: str, tmp_path) -> str:
+    """The attack's SQL, with file targets in a fresh folder (so their absence is meaningful)."""
+    return ATTACKS[name].replace("{tmp}", str(tmp_path))
+
+
+def assert_no_file_created(name: str, tmp_path) -> None:
+    assert not list(tmp_path.iterdir()), f"{name} created {list(tmp_path.iterdir())}"
+    if name in FILE_TARGETS:
+        assert not (tmp_path / FILE_TARGETS[name]).exists()
 
 
 def _hash(path) -> str:
@@ -66,8 +79,9 @@ def no_parser_executor(bird_db_root):
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attack_is_refused_with_a_clear_error(executor, shop_hash, name):
-    res = executor.execute(DB, ATTACKS[name])
+def test_attack_is_refused_with_a_clear_error(executor, shop_hash, name, tmp_path):
+    res = executor.execute(DB, attack(name, tmp_path))
+    assert_no_file_created(name, tmp_path)
     assert not res.ok and not res.timed_out
     assert res.error_kind == "unsafe", res.error
     assert "UnsafeSQLError" in res.error
@@ -82,8 +96,9 @@ NOOPS_ON_READONLY = {"reindex"}
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attack_fails_without_the_parser_check(no_parser_executor, shop_hash, name):
-    res = no_parser_executor.execute(DB, ATTACKS[name])
+def test_attack_fails_without_the_parser_check(no_parser_executor, shop_hash, name, tmp_path):
+    res = no_parser_executor.execute(DB, attack(name, tmp_path))
+    assert_no_file_created(name, tmp_path)
     if name in NOOPS_ON_READONLY:
         assert res.rows == []
         return

@@ -98,22 +98,21 @@ def score(
 
 
 def _read_preds(path: Path, n: int) -> list[str]:
-    if not path.exists():
-        raise FileNotFoundError(f"predictions file not found: {path}")
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(raw, dict):  # BIRD: {"0": "SQL\t----- bird -----\tdb_id", ...}
-        raw = [str(raw[k]).split("\t----- bird -----\t")[0] for k in sorted(raw, key=int)]
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise ValueError(f"{path}: expected a JSON list of SQL strings or BIRD's id -> SQL dict")
-    if len(raw) != n:
-        raise ValueError(f"{path} has {len(raw)} predictions but the gold split has {n} questions")
-    return raw
+    """Predictions through :func:`agentic_sql.eval.read_predictions`, checked against ``n`` questions."""
+    from agentic_sql.eval import read_predictions
+
+    preds = read_predictions(path)
+    if len(preds) != n:
+        raise ValueError(
+            f"{path} has {len(preds)} predictions but the gold split has {n} questions"
+        )
+    return preds
 
 
 def _csmr_scores(preds: list[str], ds: Any, ex: Any) -> dict[str, Any]:
     from agentic_sql.rewards import GoldCache, score_query
 
-    gold = GoldCache(ex)
+    gold = GoldCache(ex, timeout_s=ex.timeout_s)  # the same gold timeout as the EX metric
     by: dict[str, list[float]] = {}
     scores, n_invalid = [], 0
     for p, row in track(list(zip(preds, ds, strict=True)), "scoring (CSMR)"):

@@ -5,6 +5,12 @@
   ``order_sensitive=True`` rows are compared as lists (Spider's rule when the gold query has ORDER BY).
 * :func:`column_set_score` — CSMR: a dense score in [0, 1] from how many result *columns* match,
   via a one-to-one assignment of predicted columns to gold columns.
+
+A result cut at the executor's ``max_rows`` (``ExecResult.truncated``) holds only part of the rows,
+so it is *not comparable*: it never matches (EX is False, CSMR is 0). Evaluation fetches every row
+(``max_rows=None``) and the rewards execute gold uncapped and re-execute a truncated prediction
+uncapped (:func:`agentic_sql.rewards.score_query`), so this only bites callers that compare capped
+results themselves.
 """
 
 from __future__ import annotations
@@ -62,10 +68,13 @@ def ex_match(
         order_sensitive: compare the row lists in order (Spider, gold with ORDER BY) instead of sets.
         float_round: round floats to this many decimals first (``None`` = exact, as BIRD does).
 
-    A failed or timed-out query never matches. Values compare as Python values (``1 == 1.0``, as in
-    the official script); NaN equals NaN.
+    A failed or timed-out query never matches, nor does a truncated result (``truncated=True``:
+    only the first ``max_rows`` rows are known, so the sets cannot be compared). Values compare as
+    Python values (``1 == 1.0``, as in the official script); NaN equals NaN.
     """
     if pred is None or gold is None or not pred.ok or not gold.ok:
+        return False
+    if pred.truncated or gold.truncated:
         return False
     p, g = _rows(pred, float_round), _rows(gold, float_round)
     if order_sensitive:
@@ -94,7 +103,7 @@ def column_set_score(
     ``prec = matched / m`` (m predicted columns), ``rec = matched / n`` (n gold columns);
     the score is ``1.0`` iff :func:`ex_match`, else ``min(F1, cap_partial)`` so a partial answer
     always scores below an exact one. An error (or ``None``) scores ``err_score``; an empty
-    prediction for a non-empty gold scores 0.
+    prediction for a non-empty gold, or a truncated result on either side (not comparable), scores 0.
     """
     if mode not in ("exact", "jaccard"):
         raise ValueError(f"mode must be 'exact' or 'jaccard', got {mode!r}")
@@ -104,6 +113,8 @@ def column_set_score(
         return float(err_score)
     if gold is None or not gold.ok:
         return float(err_score)
+    if pred.truncated or gold.truncated:
+        return 0.0
     if ex_match(pred, gold, float_round=float_round):
         return 1.0
     if not pred.rows and gold.rows:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentic_sql.errors import DatabaseNotFoundError, MalformedDatasetError
-from agentic_sql.executor import find_db_path
+from agentic_sql.executor import _decode_text, find_db_path
 from papercore.errors import MalformedInputError
 from papercore.io import read_table
 
@@ -81,7 +81,7 @@ def _sample(v: Any, max_chars: int = 40) -> str:
 
 def _open_ro(db_path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
-    conn.text_factory = lambda b: b.decode("utf-8", errors="backslashreplace")
+    conn.text_factory = _decode_text  # the sandbox's decoding: non-UTF8 text never raises
     return conn
 
 
@@ -379,15 +379,17 @@ def load_spider2_sqlite(
     Entries (``instance_id``, ``db``, ``question``, ``external_knowledge``) whose database exists as
     SQLite under ``db_root`` (``<db>.sqlite`` or ``<db>/<db>.sqlite``) are kept; the others
     (BigQuery / Snowflake) are skipped and counted in the log. Gold SQL is read from
-    ``gold_sql_dir/<instance_id>.sql`` when present, else left empty; ``external_knowledge``
-    documents are read from ``documents_dir`` when given.
+    ``gold_sql_dir/<instance_id>.sql``; entries without a (non-empty) gold file are dropped and
+    counted in the log, since neither training nor :func:`~agentic_sql.eval.evaluate_ex` can score
+    them. ``external_knowledge`` documents are read from ``documents_dir`` when given.
 
     Raises:
-        DatabaseNotFoundError: ``db_root`` is missing. MalformedDatasetError: no SQLite entry, bad file.
+        DatabaseNotFoundError: ``db_root`` is missing. MalformedDatasetError: no SQLite entry, no
+        SQLite entry with gold SQL (e.g. ``gold_sql_dir`` not given), bad file.
     """
     root = _check_db_root(db_root)
     src = Path(split_jsonl)
-    kept, skipped = [], 0
+    kept, skipped, no_gold = [], 0, 0
     for i, e in enumerate(read_split(src)):
         missing = [k for k in ("instance_id", "db", "question") if k not in e]
         if missing:
@@ -404,6 +406,9 @@ def load_spider2_sqlite(
             gp = Path(gold_sql_dir) / f"{e['instance_id']}.sql"
             if gp.is_file():
                 gold = gp.read_text(encoding="utf-8").strip()
+        if not gold:
+            no_gold += 1
+            continue
         evidence = ""
         doc = e.get("external_knowledge")
         if doc and documents_dir is not None and (Path(documents_dir) / str(doc)).is_file():
@@ -421,7 +426,19 @@ def load_spider2_sqlite(
         logger.info(
             "%s: skipped %d entries whose database is not SQLite under %s", src, skipped, root
         )
+    if no_gold:
+        logger.warning(
+            "%s: dropped %d SQLite entries without gold SQL (no non-empty <instance_id>.sql in %s)",
+            src,
+            no_gold,
+            gold_sql_dir,
+        )
     if not kept:
+        if no_gold:
+            raise MalformedDatasetError(
+                f"{src}: none of the {no_gold} SQLite entries has gold SQL "
+                f"(expected <instance_id>.sql files in gold_sql_dir={gold_sql_dir})"
+            )
         raise MalformedDatasetError(f"{src}: no entry has a SQLite database under {root}")
     return _build_dataset(
         kept,

@@ -102,14 +102,21 @@ class SQLEnvironment:
         """Start an episode for one dataset row (needs ``db_id`` and ``gold_sql``); clears all state.
 
         Raises:
-            ValueError: the row lacks ``db_id`` or ``gold_sql``.
+            ValueError: the row lacks ``db_id`` or ``gold_sql``, or one of them is empty.
             DatabaseNotFoundError: the row's database does not exist (fail fast, not reward 0).
         """
-        missing = [k for k in ("db_id", "gold_sql") if not row.get(k)]
+        missing = [k for k in ("db_id", "gold_sql") if k not in row or row[k] is None]
         if missing:
             raise ValueError(
                 f"dataset row lacks {missing}; SQLEnvironment needs the columns db_id and gold_sql "
                 f"(got columns {sorted(row)})"
+            )
+        empty = [k for k in ("db_id", "gold_sql") if not str(row[k]).strip()]
+        if empty:
+            where = "" if "db_id" in empty else f" (db_id {row['db_id']!r})"
+            raise ValueError(
+                f"dataset row has an empty {' and an empty '.join(empty)}{where}; every row needs "
+                f"a database and a gold query to be scored"
             )
         self._clear()
         self.db_id, self.gold_sql = str(row["db_id"]), str(row["gold_sql"])

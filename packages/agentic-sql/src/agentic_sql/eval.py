@@ -38,6 +38,7 @@ __all__ = [
     "gold_is_ordered",
     "make_oracle_agent",
     "read_bird_predictions",
+    "read_predictions",
     "run_agent_eval",
     "write_bird_outputs",
 ]
@@ -112,7 +113,8 @@ def evaluate_ex(
         executor: the sandbox; gold results go through its cache.
         timeout_s: per-query timeout (BIRD's ``meta_time_out`` = 30 s).
         num_workers: queries executed in parallel.
-        max_rows: row cap (``None`` = every row, as the official script's ``fetchall``).
+        max_rows: row cap (``None`` = every row, as the official script's ``fetchall``); with a cap,
+            a truncated prediction or gold result is not comparable and counts as wrong.
         order_sensitive: compare rows in order; ``"auto"`` = only when the gold query's outermost
             SELECT has ORDER BY (Spider's rule). BIRD ignores order (``False``).
         output_dir: also write the BIRD files (:func:`write_bird_outputs`), ``results.jsonl``
@@ -312,34 +314,53 @@ def write_bird_outputs(
     return paths
 
 
-def read_bird_predictions(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """``[(sql, db_id), ...]`` from a BIRD ``predict_<mode>.json`` (ordered by the integer keys).
-
-    Raises:
-        FileNotFoundError / MalformedDatasetError: missing file, not a JSON object, or a value
-            without the ``----- bird -----`` separator (named by its key).
-    """
+def _load_predictions_json(p: Path) -> Any:
     import json
 
     from agentic_sql.errors import MalformedDatasetError
 
-    p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"predictions file not found: {p}")
     try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise MalformedDatasetError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
-        raise MalformedDatasetError(f"{p}: invalid JSON at line {e.lineno}: {e.msg}") from None
+        raise MalformedDatasetError(
+            f"{p}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        ) from None
+
+
+def _bird_entries(p: Path, obj: Any) -> list[tuple[str, str]]:
+    from agentic_sql.errors import MalformedDatasetError
+
     if not isinstance(obj, dict):
         raise MalformedDatasetError(
-            f"{p}: expected a JSON object {{index: SQL\\t----- bird -----\\tdb_id}}"
+            f"{p}: expected a JSON object {{index: SQL\\t----- bird -----\\tdb_id}}, "
+            f"got a JSON {type(obj).__name__}"
+        )
+    index: dict[int, str] = {}
+    for k in obj:
+        try:
+            i = int(k)
+        except ValueError:
+            raise MalformedDatasetError(
+                f"{p}: key {k!r} is not an integer question index (BIRD keys are '0', '1', ...)"
+            ) from None
+        if i in index:
+            raise MalformedDatasetError(f"{p}: keys {index[i]!r} and {k!r} name the same index {i}")
+        index[i] = k
+    expected = set(range(len(index)))
+    if set(index) != expected:
+        missing = sorted(expected - set(index))
+        extra = sorted(set(index) - expected)
+        detail = f"index {missing[0]} is missing" if missing else f"unexpected index {extra[0]}"
+        raise MalformedDatasetError(
+            f"{p}: keys must be the question indices 0..{len(index) - 1}; {detail}"
         )
     out = []
-    try:
-        keys = sorted(obj, key=int)
-    except ValueError:
-        raise MalformedDatasetError(f"{p}: keys must be integer question indices") from None
-    for k in keys:
+    for i in range(len(index)):
+        k = index[i]
         v = obj[k]
         if not isinstance(v, str) or BIRD_SEPARATOR not in v:
             raise MalformedDatasetError(
@@ -348,6 +369,45 @@ def read_bird_predictions(path: str | os.PathLike) -> list[tuple[str, str]]:
         sql, db_id = v.rsplit(BIRD_SEPARATOR, 1)
         out.append((sql, db_id))
     return out
+
+
+def read_bird_predictions(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``[(sql, db_id), ...]`` from a BIRD ``predict_<mode>.json`` (ordered by the integer keys).
+
+    Raises:
+        FileNotFoundError / MalformedDatasetError: missing file, invalid JSON (with line and column),
+            not a JSON object, a key that is not an integer (named), keys that are not exactly
+            ``0..n-1`` (the first missing index named), or a value without the ``----- bird -----``
+            separator (named by its key).
+    """
+    p = Path(path)
+    return _bird_entries(p, _load_predictions_json(p))
+
+
+def read_predictions(path: str | os.PathLike) -> list[str]:
+    """Predicted SQL, one per question: a JSON list of strings or BIRD's ``predict_<mode>.json``.
+
+    Raises:
+        FileNotFoundError / MalformedDatasetError: as :func:`read_bird_predictions`; for a list, an
+            item that is not a string (named by its position).
+    """
+    from agentic_sql.errors import MalformedDatasetError
+
+    p = Path(path)
+    obj = _load_predictions_json(p)
+    if isinstance(obj, list):
+        for i, x in enumerate(obj):
+            if not isinstance(x, str):
+                raise MalformedDatasetError(
+                    f"{p}: item {i} is a {type(x).__name__}, expected an SQL string"
+                )
+        return obj
+    if not isinstance(obj, dict):
+        raise MalformedDatasetError(
+            f"{p}: expected a JSON list of SQL strings or BIRD's object "
+            f"{{index: SQL\\t----- bird -----\\tdb_id}}, got a JSON {type(obj).__name__}"
+        )
+    return [sql for sql, _ in _bird_entries(p, obj)]
 
 
 # ----------------------------------------------------------------------------------------------

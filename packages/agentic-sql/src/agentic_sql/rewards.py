@@ -17,25 +17,34 @@ Where the per-turn scores come from, in order:
    rewards execute only the final answer.
 
 A gold query that fails or times out makes the example invalid: its reward is ``None`` (TRL turns
-it into NaN and ignores it) and a warning is logged — never a silent 0.
+it into NaN and ignores it), a warning is logged and the batch's count goes to TRL's
+``log_metric`` as ``sql/unscorable`` — never a silent 0. Gold queries fetch every row and get
+``GOLD_TIMEOUT_FACTOR`` (4x) the policy's timeout (:class:`GoldCache`). A missing database raises
+:class:`~agentic_sql.errors.DatabaseNotFoundError`.
+
+Completions are parsed by :mod:`agentic_sql.protocol` (the same parser the text rollout uses).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
-import re
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from agentic_sql.atr import ATRConfig, trajectory_reward
+from agentic_sql.protocol import ParsedCompletion, parse_completion
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "ARCTIC_EXEC_OK",
+    "GOLD_TIMEOUT_FACTOR",
     "REWARD_KINDS",
     "Episode",
     "GoldCache",
@@ -44,11 +53,13 @@ __all__ = [
     "arctic_reward",
     "atr_reward",
     "binary_ex_reward",
+    "close_shared_executors",
     "csmr_final_reward",
     "episode_reward",
     "make_reward_funcs",
     "parse_completion",
     "score_query",
+    "shared_executor",
 ]
 
 RewardKind = Literal["binary", "arctic", "csmr", "atr", "atr+csmr"]
@@ -57,118 +68,37 @@ REWARD_KINDS: tuple[str, ...] = ("binary", "arctic", "csmr", "atr", "atr+csmr")
 ARCTIC_EXEC_OK = 0.1
 
 # ----------------------------------------------------------------------------------------------
-# Parsing completions (text protocol and tool-call protocol)
-# ----------------------------------------------------------------------------------------------
-
-_TAG = re.compile(r"<(/?)(sql|solution)>", re.IGNORECASE)
-_OBS = re.compile(r"<observation>.*?(</observation>|$)", re.IGNORECASE | re.DOTALL)
-_ANY_TAG = re.compile(r"</?(sql|solution|observation|think)>", re.IGNORECASE)
-
-
-@dataclass
-class ParsedCompletion:
-    """The queries of one completion, in order, and whether its format is valid.
-
-    ``sql_turns`` are the exploratory queries; ``final_sql`` is the submitted answer (``None`` when
-    missing). ``format_ok`` needs exactly one well-formed ``<solution>`` block, after every ``<sql>``
-    block, with no tag inside any block.
-    """
-
-    sql_turns: list[str] = field(default_factory=list)
-    final_sql: str | None = None
-    format_ok: bool = False
-    reason: str = ""
-
-
-def parse_completion(completion: Any) -> ParsedCompletion:
-    """Parse a text-protocol string or a list of chat messages with tool calls. Never raises."""
-    if isinstance(completion, list):
-        return _parse_messages(completion)
-    return _parse_text(str(completion or ""))
-
-
-def _parse_text(text: str) -> ParsedCompletion:
-    text = _OBS.sub(" ", text)  # observations are environment text, never the model's queries
-    out = ParsedCompletion()
-    stack: tuple[str, int] | None = None  # (open tag, start of its body)
-    n_solutions = 0
-    problems: list[str] = []
-    for m in _TAG.finditer(text):
-        closing, name = m.group(1) == "/", m.group(2).lower()
-        if not closing:
-            if stack is not None:
-                problems.append(f"<{name}> opened inside <{stack[0]}>")
-                stack = None  # nested tags: drop the outer block
-            stack = (name, m.end())
-            continue
-        if stack is None or stack[0] != name:
-            problems.append(f"unbalanced </{name}>")
-            stack = None
-            continue
-        body = text[stack[1] : m.start()].strip()
-        stack = None
-        if _ANY_TAG.search(body):
-            problems.append(f"tag inside <{name}>")
-            continue
-        if name == "sql":
-            if n_solutions:
-                problems.append("<sql> after <solution>")
-            out.sql_turns.append(body)
-        else:
-            n_solutions += 1
-            if out.final_sql is None:
-                out.final_sql = body
-    if stack is not None:
-        problems.append(f"unclosed <{stack[0]}>")
-    if n_solutions == 0:
-        problems.append("no <solution> block")
-    elif n_solutions > 1:
-        problems.append("several <solution> blocks")
-    if out.final_sql is not None and not out.final_sql:
-        problems.append("empty <solution>")
-    out.format_ok = not problems
-    out.reason = "; ".join(problems)
-    return out
-
-
-def _parse_messages(messages: list[Any]) -> ParsedCompletion:
-    out = ParsedCompletion()
-    texts: list[str] = []
-    for msg in messages:
-        if not isinstance(msg, dict) or msg.get("role") != "assistant":
-            continue
-        calls = msg.get("tool_calls") or []
-        if not calls and msg.get("content"):
-            texts.append(str(msg["content"]))
-        for call in calls:
-            fn = call.get("function", call) if isinstance(call, dict) else {}
-            args = fn.get("arguments") or {}
-            if isinstance(args, str):
-                args = {"query": args}
-            query = str(args.get("query", "")).strip()
-            if fn.get("name") == "execute_sql":
-                out.sql_turns.append(query)
-            elif fn.get("name") == "submit_answer" and out.final_sql is None:
-                out.final_sql = query
-    if out.final_sql is None and texts:  # a chat completion without tools: read its text tags
-        return _parse_text("\n".join(texts))
-    out.format_ok = bool(out.final_sql)
-    out.reason = "" if out.format_ok else "no submit_answer call"
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
 # Scoring one query against gold
 # ----------------------------------------------------------------------------------------------
 
 
-class GoldCache:
-    """Gold results per ``(db_id, gold_sql)``, executed once (LRU). ``None`` marks an invalid example."""
+#: gold queries run with this many times the executor's (policy) timeout (``GoldCache(timeout_s=)``
+#: overrides it): a slow but correct gold query must not make an example unscorable
+GOLD_TIMEOUT_FACTOR = 4.0
+# gold failures that depend on the query, not on load: cached like successes
+_CACHEABLE_FAILURES = ("unsafe", "sqlite")
 
-    def __init__(self, executor: Any, maxsize: int = 4096):
+
+class GoldCache:
+    """Gold results per ``(db_id, gold_sql)`` (LRU); ``get`` returns ``None`` for an unscorable example.
+
+    Gold queries run with every row (``max_rows=None``, as :func:`agentic_sql.eval.evaluate_ex`
+    does) and a longer timeout than the policy's: ``timeout_s`` (default
+    ``GOLD_TIMEOUT_FACTOR * executor.timeout_s``). Only results that cannot change on a retry are
+    cached: successes, refused queries and SQLite errors; a timeout, a dead worker or an out-of-memory
+    failure is reported (``None``, counted in ``n_invalid``) and executed again next time.
+
+    Raises (from :meth:`get`):
+        DatabaseNotFoundError: the example's database does not exist (fail fast, spec §6).
+    """
+
+    def __init__(self, executor: Any, maxsize: int = 4096, *, timeout_s: float | None = None):
         self.executor = executor
         self.maxsize = maxsize
-        self.n_invalid = 0
+        if timeout_s is None and getattr(executor, "timeout_s", None) is not None:
+            timeout_s = GOLD_TIMEOUT_FACTOR * float(executor.timeout_s)
+        self.timeout_s = timeout_s
+        self.n_invalid = 0  # failed gold executions (a cached failure counts once)
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -177,22 +107,55 @@ class GoldCache:
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
-                return self._cache[key]
-        res = self.executor.execute(db_id, gold_sql)
+                res = self._cache[key]
+                return res if res.ok else None
+        if hasattr(self.executor, "db_path"):
+            self.executor.db_path(db_id)  # raises DatabaseNotFoundError for an unknown database
+        res = _execute(self.executor, db_id, gold_sql, timeout_s=self.timeout_s, max_rows=None)
+        if not res.ok and res.error_kind == "not_found":
+            from agentic_sql.errors import DatabaseNotFoundError
+
+            raise DatabaseNotFoundError(str(db_id), "?", detail=f"gold query: {res.error}")
+        cacheable = res.ok or res.error_kind in _CACHEABLE_FAILURES
         if not res.ok:
             self.n_invalid += 1
             logger.warning(
-                "gold SQL of db %r failed (%s); the example gets reward None: %s",
+                "gold SQL of db %r failed (%s); the example gets reward None%s: %s",
                 db_id,
                 "timeout" if res.timed_out else res.error,
+                "" if cacheable else " (not cached: retried next time)",
                 gold_sql,
             )
-            res = None
-        with self._lock:
-            self._cache[key] = res
-            while len(self._cache) > self.maxsize:
-                self._cache.popitem(last=False)
-        return res
+        if cacheable:
+            with self._lock:
+                self._cache[key] = res
+                while len(self._cache) > self.maxsize:
+                    self._cache.popitem(last=False)
+        return res if res.ok else None
+
+
+_OVERRIDES_OK: dict[type, bool] = {}
+
+
+def _execute(executor: Any, db_id: str, sql: str, **overrides: Any) -> Any:
+    """``executor.execute`` with per-call overrides (``timeout_s``, ``max_rows``) when it takes them.
+
+    :class:`~agentic_sql.executor.SQLiteExecutor` does; a duck-typed executor with
+    ``execute(db_id, sql)`` gets the plain call.
+    """
+    cls = type(executor)
+    ok = _OVERRIDES_OK.get(cls)
+    if ok is None:
+        import inspect
+
+        try:
+            params = inspect.signature(executor.execute).parameters.values()
+        except (TypeError, ValueError):
+            params = []
+        names = {p.name for p in params}
+        ok = any(p.kind is p.VAR_KEYWORD for p in params) or {"timeout_s", "max_rows"} <= names
+        _OVERRIDES_OK[cls] = ok
+    return executor.execute(db_id, sql, **overrides) if ok else executor.execute(db_id, sql)
 
 
 @dataclass(frozen=True)
@@ -214,7 +177,13 @@ def score_query(
     csmr_mode: str = "exact",
     cap_partial: float = 0.9,
 ) -> TurnScore:
-    """Execute ``sql`` and score it against the gold result with CSMR (error / no SQL -> 0)."""
+    """Execute ``sql`` and score it against the gold result with CSMR (error / no SQL -> 0).
+
+    A result cut at the executor's ``max_rows`` (``truncated``) is executed again with every row,
+    as :func:`agentic_sql.eval.evaluate_ex` executes predictions, and scored on that; if the
+    uncapped run fails (timeout, memory), the turn scores as an error. ``result`` stays the capped
+    result (what the agent is shown).
+    """
     from agentic_sql.compare import column_set_score, ex_match
 
     if not sql or not sql.strip():
@@ -222,9 +191,14 @@ def score_query(
     res = executor.execute(db_id, sql)
     if not res.ok or gold is None:
         return TurnScore(0.0, not res.ok, False, res)
-    ex = bool(ex_match(res, gold))
+    full = res
+    if res.truncated:
+        full = _execute(executor, db_id, sql, max_rows=None)
+        if not full.ok or full.truncated:
+            return TurnScore(0.0, True, False, res)
+    ex = bool(ex_match(full, gold))
     score = (
-        1.0 if ex else float(column_set_score(res, gold, mode=csmr_mode, cap_partial=cap_partial))
+        1.0 if ex else float(column_set_score(full, gold, mode=csmr_mode, cap_partial=cap_partial))
     )
     return TurnScore(score, False, ex, res)
 
@@ -249,13 +223,19 @@ class Episode:
 
 
 def episode_reward(kind: str, ep: Episode, cfg: ATRConfig | None = None) -> float | None:
-    """The reward of one episode under ``kind`` (``None`` when the gold query is invalid)."""
+    """The reward of one episode under ``kind`` (``None`` when the gold query is invalid).
+
+    Every kind requires a well-formed episode (``ep.format_ok``): binary EX, Arctic and final-only
+    CSMR give 0.0 on a format failure, ATR subtracts ``fmt_penalty``.
+    """
     if not ep.gold_valid:
         return None
     kind = _check_kind(kind)
     if kind == "binary":
-        return 1.0 if ep.final_ex else 0.0
+        return 1.0 if ep.format_ok and ep.final_ex else 0.0
     if kind == "arctic":
+        if not ep.format_ok:
+            return 0.0
         return 1.0 if ep.final_ex else (ARCTIC_EXEC_OK if ep.final_ok else 0.0)
     if kind == "csmr":
         return float(ep.final_score) if ep.format_ok else 0.0
@@ -275,14 +255,57 @@ def _check_kind(kind: str) -> str:
     return "atr" if k == "atr+csmr" else k
 
 
+# ----------------------------------------------------------------------------------------------
+# Executors built from a db_root column (module-level reward functions)
+# ----------------------------------------------------------------------------------------------
+
+_SHARED: dict[str, tuple[Any, GoldCache]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_executor(db_root: str | os.PathLike) -> tuple[Any, GoldCache]:
+    """``(executor, gold cache)`` for ``db_root``, built once per folder and reused.
+
+    What the module-level rewards use for a dataset's ``db_root`` column. The executors run queries
+    in the calling thread (``isolation="thread"``: no worker processes to spawn, so a script without
+    an ``if __name__ == "__main__":`` guard works; pass ``executor=SQLiteExecutor(db_root)`` for
+    process isolation). They are closed at interpreter exit or by :func:`close_shared_executors`.
+
+    Raises:
+        DatabaseNotFoundError: ``db_root`` is not an existing folder.
+    """
+    from agentic_sql.executor import SQLiteExecutor
+
+    key = str(Path(db_root).resolve())
+    with _SHARED_LOCK:
+        hit = _SHARED.get(key)
+        if hit is None:
+            ex = SQLiteExecutor(key, isolation="thread")
+            hit = _SHARED[key] = (ex, GoldCache(ex))
+        return hit
+
+
+def close_shared_executors() -> None:
+    """Close every executor :func:`shared_executor` built (registered with ``atexit``)."""
+    with _SHARED_LOCK:
+        items = list(_SHARED.values())
+        _SHARED.clear()
+    for ex, _ in items:
+        ex.close()
+
+
+atexit.register(close_shared_executors)
+
+
 class _Scorer:
     """Builds :class:`Episode` objects for a batch from environments, rollout extras or by executing."""
 
     def __init__(self, executor: Any = None, csmr_mode: str = "exact", cap_partial: float = 0.9):
-        self.executor = executor
+        self.executor = executor  # bound by make_reward_funcs; None for the module-level rewards
         self.gold = GoldCache(executor) if executor is not None else None
         self.csmr_mode = csmr_mode
         self.cap_partial = cap_partial
+        self._lock = threading.Lock()
 
     def episodes(
         self,
@@ -308,9 +331,11 @@ class _Scorer:
                 f"the dataset lacks the column(s) {missing} that the SQL rewards need "
                 f"(expected columns: prompt, db_id, gold_sql)"
             )
-        executor, gold_cache = self._executor_for(kw)
+        resources = self._resources(kw, len(completions))
         out = []
-        for comp, db, gsql in zip(completions, db_id, gold_sql, strict=True):
+        for comp, db, gsql, (executor, gold_cache) in zip(
+            completions, db_id, gold_sql, resources, strict=True
+        ):
             parsed = parse_completion(comp)
             gold = gold_cache.get(db, gsql)
             ep = Episode(final_sql=parsed.final_sql, format_ok=parsed.format_ok)
@@ -337,28 +362,25 @@ class _Scorer:
             executor, db, sql, gold, csmr_mode=self.csmr_mode, cap_partial=self.cap_partial
         )
 
-    def _executor_for(self, kw: dict[str, Any]) -> tuple[Any, GoldCache]:
-        if kw.get("executor") is not None:
-            ex = kw["executor"]
-            if self.gold is None or self.gold.executor is not ex:
-                self.gold = GoldCache(ex)
-            return ex, self.gold
-        if self.executor is not None:
-            return self.executor, self.gold
-        envs = kw.get("environments")
-        if envs:
-            ex = envs[0].executor
-            if self.gold is None or self.gold.executor is not ex:
-                self.gold = GoldCache(ex)
-            return ex, self.gold
+    def _resources(self, kw: dict[str, Any], n: int) -> list[tuple[Any, GoldCache]]:
+        """``(executor, gold cache)`` per row: ``executor=``, the bound executor, the environments'
+        executor, or a shared executor per ``db_root`` value (each row its own folder)."""
+        ex = kw.get("executor")
+        if ex is None:
+            ex = self.executor
+        if ex is None and kw.get("environments"):
+            ex = kw["environments"][0].executor
+        if ex is not None:
+            with self._lock:
+                if self.gold is None or self.gold.executor is not ex:
+                    self.gold = GoldCache(ex)
+                return [(ex, self.gold)] * n
         root = kw.get("db_root")
         if root is not None:
-            root = root[0] if isinstance(root, (list, tuple)) else root
-            from agentic_sql.executor import SQLiteExecutor
-
-            self.executor = SQLiteExecutor(root)
-            self.gold = GoldCache(self.executor)
-            return self.executor, self.gold
+            roots = list(root) if isinstance(root, (list, tuple)) else [root] * n
+            if len(roots) != n:
+                raise ValueError(f"got {len(roots)} db_root values for {n} completions")
+            return [shared_executor(r) for r in roots]
         raise ValueError(
             "no executor to run the SQL: pass executor=SQLiteExecutor(db_root), add a db_root column to the "
             "dataset, or build the reward with make_reward_funcs(kind, executor)"
@@ -417,10 +439,17 @@ def _episodes_from_extras(kw: dict[str, Any], n: int) -> list[Episode]:
     return out
 
 
-def _log_turn_metrics(episodes: list[Episode], kw: dict[str, Any]) -> None:
-    """Per-turn CSMR statistics through TRL's ``log_metric`` (no-op outside TRL)."""
+def _log_metrics(episodes: list[Episode], kw: dict[str, Any], *, turn_stats: bool) -> None:
+    """Batch statistics through TRL's ``log_metric`` (no-op outside TRL).
+
+    Always ``sql/unscorable`` (episodes whose gold query failed: reward ``None``); with
+    ``turn_stats`` also the per-turn CSMR statistics.
+    """
     log_metric = kw.get("log_metric")
     if log_metric is None or not episodes:
+        return
+    log_metric("sql/unscorable", float(sum(not ep.gold_valid for ep in episodes)))
+    if not turn_stats:
         return
     turns = [s for ep in episodes for s in ep.turn_scores]
     n_reg = sum(
@@ -448,22 +477,25 @@ def _reward(
 ) -> list[float | None]:
     kind = _check_kind(kind)
     eps = scorer.episodes(completions, db_id, gold_sql, kw, need_turns=kind == "atr")
-    if kind == "atr" or kw.get("environments") is not None or kw.get("turn_scores") is not None:
-        _log_turn_metrics(eps, kw)
+    turn_stats = (
+        kind == "atr" or kw.get("environments") is not None or kw.get("turn_scores") is not None
+    )
+    _log_metrics(eps, kw, turn_stats=turn_stats)
     return [episode_reward(kind, ep, cfg) for ep in eps]
 
 
 def binary_ex_reward(completions, db_id=None, gold_sql=None, **kw) -> list[float | None]:
-    """1.0 iff the final answer's result set equals gold (BIRD EX), else 0.0 (format failure -> 0).
+    """1.0 iff the answer is well formed and its result set equals gold (BIRD EX), else 0.0.
 
-    A TRL reward function. Pass ``executor=`` (or a ``db_root`` column) unless the rollouts come
-    from :class:`~agentic_sql.env.SQLEnvironment` or :func:`~agentic_sql.rollout.make_sql_rollout_func`.
+    A TRL reward function. Pass ``executor=`` (or a ``db_root`` column: one shared thread-mode
+    executor per folder, see :func:`shared_executor`) unless the rollouts come from
+    :class:`~agentic_sql.env.SQLEnvironment` or :func:`~agentic_sql.rollout.make_sql_rollout_func`.
     """
     return _reward("binary", _DEFAULT_SCORER, None, completions, db_id, gold_sql, kw)
 
 
 def arctic_reward(completions, db_id=None, gold_sql=None, **kw) -> list[float | None]:
-    """Arctic-Text2SQL-R1: 1.0 EX-correct, 0.1 executable but wrong, 0.0 error / no answer."""
+    """Arctic-Text2SQL-R1: 1.0 EX-correct, 0.1 executable but wrong, 0.0 error / no answer / bad format."""
     return _reward("arctic", _DEFAULT_SCORER, None, completions, db_id, gold_sql, kw)
 
 

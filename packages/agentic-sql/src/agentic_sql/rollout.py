@@ -10,6 +10,9 @@ The rollout returns, per completion, the token ids of every turn with the observ
 appended and masked out of the loss (``env_mask = 0``), plus the per-turn CSMR scores the
 environment computed (``turn_scores``, ``turn_errors``, ``final_ex``, ...) as extra fields that
 reach the reward functions, so :func:`~agentic_sql.rewards.atr_reward` never re-executes a query.
+Each turn is parsed by :func:`agentic_sql.protocol.parse_turn`, the parser the rewards use, so a
+turn the rewards would call malformed (nested openings, ``<think>`` inside a block, ...) is a
+format failure here too.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agentic_sql.rewards import parse_completion
+from agentic_sql.protocol import parse_completion, parse_turn
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +161,7 @@ def _advance(
     turn_part = turn_text[: m.end()]
     if turn_text[m.end() :].strip():
         env._mark_format_error("text after the closing tag")
-    parsed = _parse_turn(turn_part, m.group(1).lower())
+    parsed = parse_turn(turn_part)
     if parsed is None:
         env._mark_format_error(f"malformed <{m.group(1).lower()}> block")
         trace.finished = True
@@ -184,19 +187,6 @@ def _append_env(trace: EpisodeTrace, ids: list[int], text: str) -> None:
     trace.text += text
 
 
-def _parse_turn(text: str, kind: str) -> tuple[str, str] | None:
-    """``(kind, sql)`` from a turn ending with its closing tag, or ``None`` when malformed."""
-    opening = f"<{kind}>"
-    low = text.lower()
-    start = low.rfind(opening)
-    if start < 0:
-        return None
-    body = text[start + len(opening) : len(text) - len(f"</{kind}>")]
-    if re.search(r"</?(sql|solution|observation)>", body, re.IGNORECASE):
-        return None
-    return kind, body.strip()
-
-
 def make_sql_rollout_func(
     env_factory: Callable[[], Any],
     *,
@@ -211,7 +201,8 @@ def make_sql_rollout_func(
 
     TRL passes only the prompts (already repeated ``num_generations`` times), so each prompt is
     matched to its dataset row (``db_id``, ``gold_sql``) through an index of the trainer's train and
-    eval datasets keyed by the prompt (or through ``rows`` when given).
+    eval datasets keyed by the prompt (or through ``rows`` when given). Two rows with the same
+    prompt and different ``db_id`` / ``gold_sql`` raise ``ValueError`` when the index is built.
 
     Args:
         env_factory: from :func:`~agentic_sql.env.make_environment_factory`.
@@ -291,15 +282,31 @@ def _prompt_key(prompt: Any) -> str:
 
 
 def _index_rows(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rows by prompt. TRL hands ``rollout_func`` only the prompts, so a prompt must name one task:
+    two rows with the same prompt but a different ``db_id`` / ``gold_sql`` raise ``ValueError``
+    (exact duplicates, e.g. a row in both the train and the eval set, are fine)."""
     index: dict[str, dict[str, Any]] = {}
-    for row in rows:
+    for i, row in enumerate(rows):
         missing = [k for k in ("prompt", "db_id", "gold_sql") if k not in row]
         if missing:
             raise ValueError(
                 f"dataset rows need the columns prompt, db_id and gold_sql; missing {missing}"
             )
-        index.setdefault(_prompt_key(row["prompt"]), dict(row))
+        key = _prompt_key(row["prompt"])
+        first = index.setdefault(key, dict(row))
+        if (first["db_id"], first["gold_sql"]) != (row["db_id"], row["gold_sql"]):
+            raise ValueError(
+                f"two dataset rows have the same prompt but different tasks "
+                f"({first['db_id']!r}: {first['gold_sql']!r} vs row {i}, {row['db_id']!r}: "
+                f"{row['gold_sql']!r}); the text-protocol rollout matches rows by prompt, so make the "
+                f"prompts distinct (e.g. include the evidence or db id) or drop one of the rows. "
+                f"Prompt: {_short(key)}"
+            )
     return index
+
+
+def _short(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def _index_trainer_rows(trainer: Any) -> dict[str, dict[str, Any]]:

@@ -231,10 +231,6 @@ def _pick_person(rng, t, d):
     return rng.choice(t[d.persons])
 
 
-def _pick_item(rng, t, d):
-    return rng.choice(t[d.items])
-
-
 def _s_list_by_group(d, rng, t):
     g = rng.choice(d.p_groups)
     return (

@@ -53,7 +53,8 @@ class TrainConfig:
         model: model name or local path (loaded offline first through papercore).
         output_dir: checkpoints, logs and the final model.
         db_root: ``<db_root>/<db_id>/<db_id>.sqlite`` databases (built for ``data.kind: synthetic``).
-        data: ``{"kind": "synthetic", "n_dbs": 4, "n_questions": 200, "seed": 0}``,
+        data: ``{"kind": "synthetic", "n_dbs": 4, "n_questions": 200, "seed": 0}`` (trains on the
+            suite's ``split: train`` questions unless ``split`` says ``test`` or ``all``),
             ``{"kind": "jsonl", "path": "train.jsonl"}`` (rows with prompt, db_id, gold_sql), or
             ``{"kind": "bird" | "spider", "path": "train.json"}``.
         protocol: ``"tools"`` (environment_factory) or ``"text"`` (rollout_func).
@@ -110,7 +111,10 @@ def load_train_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file not found: {path}")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML{_yaml_where(e)}: {_yaml_problem(e)}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a YAML mapping of settings, got {type(raw).__name__}")
     raw.update({k: v for k, v in overrides.items() if v is not None})
@@ -121,6 +125,19 @@ def load_train_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
     if "model" not in raw:
         raise ValueError(f"{path}: the setting 'model' (name or local path) is required")
     return TrainConfig(**raw)
+
+
+def _yaml_where(e: Exception) -> str:
+    mark = getattr(e, "problem_mark", None)
+    if mark is None:
+        return ""
+    return f" at line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(e: Exception) -> str:
+    text = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context = getattr(e, "context", None)
+    return " ".join(f"{context} {text}".split()) if context else " ".join(str(text).split())
 
 
 def check_dataset_columns(dataset: Any) -> None:
@@ -147,7 +164,7 @@ def _load_dataset(cfg: TrainConfig) -> tuple[Any, str]:
     if kind == "synthetic":
         out_dir = cfg.db_root or str(Path(cfg.output_dir) / "synthetic")
         ds, root = data_mod.make_synthetic_task_suite(out_dir=out_dir, **opts)
-        return _maybe_split(ds, cfg.data.get("split")), str(root)
+        return _maybe_split(ds, cfg.data.get("split", "train")), str(root)
     if cfg.db_root is None:
         raise ValueError(f"data.kind={kind!r} needs db_root (the folder of <db_id>/<db_id>.sqlite)")
     path = cfg.data.get("path")
@@ -166,9 +183,15 @@ def _load_dataset(cfg: TrainConfig) -> tuple[Any, str]:
 
 
 def _maybe_split(ds: Any, split: str | None) -> Any:
-    if split is None or "split" not in ds.column_names:
+    """The rows of ``split`` (``"train"`` / ``"test"``); ``None`` or ``"all"`` keeps every row."""
+    if split is None or split == "all" or "split" not in ds.column_names:
         return ds
-    return ds.filter(lambda r: r["split"] == split)
+    if split not in ("train", "test"):
+        raise ValueError(f"data.split must be 'train', 'test' or 'all', got {split!r}")
+    out = ds.filter(lambda r: r["split"] == split)
+    if len(out) == 0:
+        raise ValueError(f"the synthetic suite has no {split!r} questions")
+    return out
 
 
 def build_trainer(
