@@ -76,6 +76,40 @@ def test_clean_errors_exit_code_2(capsys):
     assert "data.jsonl, line 7: invalid JSON" in capsys.readouterr().err
 
 
+def test_clean_errors_traceback_on_request(capsys, monkeypatch):
+    @clean_errors
+    def cmd(verbose: bool = False):
+        {}["missing-key"]  # a bug, not bad input
+
+    monkeypatch.delenv("PAPERCORE_TRACEBACK", raising=False)
+    with pytest.raises(typer.Exit):
+        cmd()
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0  # one line
+    assert "KeyError: missing-key (set PAPERCORE_TRACEBACK=1 for the traceback)" in err
+    assert "Traceback" not in err
+    for how in ("env", "verbose"):
+        if how == "env":
+            monkeypatch.setenv("PAPERCORE_TRACEBACK", "1")
+        with pytest.raises(typer.Exit) as info:
+            cmd(verbose=how == "verbose")
+        err = capsys.readouterr().err
+        assert info.value.exit_code == 2
+        assert "Traceback (most recent call last)" in err and 'in cmd\n    {}["missing-key"]' in err
+        assert err.rstrip().splitlines()[-1] == "error: KeyError: missing-key"
+        monkeypatch.delenv("PAPERCORE_TRACEBACK", raising=False)
+
+
+def test_clean_errors_prints_brackets_literally(capsys):
+    @clean_errors
+    def cmd():
+        raise JSONLError("x.jsonl", 1, "missing required key(s) ['[bold]text']")
+
+    with pytest.raises(typer.Exit):
+        cmd()
+    assert "missing required key(s) ['[bold]text']" in capsys.readouterr().err
+
+
 def test_make_app_has_version_and_help():
     from typer.testing import CliRunner
 

@@ -15,14 +15,41 @@ def test_tokenizer_round_trip_and_special_tokens(tiny_tokenizer):
     assert tiny_tokenizer.pad_token == tiny_tokenizer.eos_token == "<|endoftext|>"
 
 
-def test_tokenizer_is_deterministic():
+_TOKENIZER_HASH = (
+    "import hashlib, json; from papercore.testing import build_causal_tokenizer; "
+    "t = build_causal_tokenizer(vocab_size=400); "
+    "state = json.loads(t.backend_tokenizer.to_str())['model']; "
+    "print(hashlib.sha256(json.dumps([sorted(t.get_vocab().items()), state['merges']]).encode())"
+    ".hexdigest())"
+)
+
+
+def test_causal_tokenizer_is_identical_across_processes():
+    """The BPE vocabulary and merges do not depend on the process (hash seed, thread timing)."""
+    import os
+    import subprocess
+    import sys
+
+    hashes = set()
+    for hash_seed in ("1", "2"):  # different set/dict iteration orders of strings
+        env = os.environ | {"PYTHONHASHSEED": hash_seed}
+        hashes.add(
+            subprocess.run(
+                [sys.executable, "-c", _TOKENIZER_HASH],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            ).stdout
+        )
+    assert len(hashes) == 1
     a = build_causal_tokenizer(vocab_size=400)
-    b = build_causal_tokenizer(vocab_size=400, extra_texts=["x"])  # a different build
-    assert a.get_vocab() == build_causal_tokenizer(vocab_size=400).get_vocab()
-    assert len(a) == 400 and len(b) == 400
+    b = build_causal_tokenizer(vocab_size=400, extra_texts=["zorblax quintrel"] * 40)
+    assert len(a) == 400 and len(b) == 400 and a.get_vocab() != b.get_vocab()
 
 
 def test_encoder_tokenizer_is_identical_across_processes():
+    import os
     import subprocess
     import sys
 
@@ -33,9 +60,13 @@ def test_encoder_tokenizer_is_identical_across_processes():
     )
     hashes = {
         subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=os.environ | {"PYTHONHASHSEED": hash_seed},
         ).stdout
-        for _ in range(2)
+        for hash_seed in ("1", "2")
     }
     assert len(hashes) == 1
 

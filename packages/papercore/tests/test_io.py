@@ -110,3 +110,27 @@ def test_read_table_checks_every_record(tmp_path, name, content, match):
         return
     with pytest.raises(MalformedInputError, match=match):
         read_table(tmp_path / name, required=["text", "label"])
+
+
+def test_atomic_write_gives_new_files_the_umask_mode_and_keeps_an_old_files_mode(tmp_path):
+    import os
+    import stat
+
+    old_mask = os.umask(0o027)
+    try:
+        write_json(tmp_path / "new.json", {"a": 1})
+        with atomic_write(tmp_path / "new.bin", "wb") as fh:
+            fh.write(b"x")
+        for name in ("new.json", "new.bin"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640  # 0o666 & ~0o027
+        os.umask(0o022)
+        write_jsonl(tmp_path / "other.jsonl", [{"a": 1}])
+        assert stat.S_IMODE((tmp_path / "other.jsonl").stat().st_mode) == 0o644
+        secret = tmp_path / "secret.json"
+        secret.write_text("{}")
+        secret.chmod(0o600)
+        write_json(secret, {"token": "x"})  # rewriting keeps the file's own permissions
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    finally:
+        os.umask(old_mask)

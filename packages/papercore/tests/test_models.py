@@ -61,3 +61,33 @@ def test_load_sentence_transformer_offline(minilm_path, tmp_path):
         load_sentence_transformer(tmp_path / "no" / "such" / "encoder")
     with pytest.raises(ModelNotAvailableError, match="not in the local Hugging Face cache"):
         load_sentence_transformer("some-org/definitely-not-cached-encoder")
+
+
+def test_partly_existing_relative_path_never_contacts_the_hub(tmp_path, monkeypatch):
+    """ "models/tiny" with ./models present is a local path: a clear error, no hub request."""
+    import transformers
+
+    calls = []
+
+    def fake_from_pretrained(name, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        raise OSError(f"{name} not found")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake_from_pretrained)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)  # downloads would be allowed
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(ModelNotAvailableError, match=r"'models' exists in .*hub was not contacted"):
+        load_tokenizer("models/tiny", allow_download=True)
+    assert calls == [True]  # the local cache only
+    from pathlib import Path
+
+    for name in ("./tiny", "../tiny", "~/no/such/model", Path("org/name")):
+        with pytest.raises(ModelNotAvailableError, match="does not exist"):
+            load_tokenizer(name, allow_download=True)
+    assert calls == [True]
+    # a plain hub id (no local part) still goes to the hub when downloads are allowed
+    with pytest.raises(ModelNotAvailableError, match="could not be downloaded"):
+        load_tokenizer("some-org/model", allow_download=True)
+    assert calls == [True, True, False]

@@ -97,11 +97,77 @@ def test_n_is_honoured_even_when_the_server_ignores_it(client):
     assert all(c.token_ids is not None for c in outs[0])  # recovered from text with the tokenizer
 
 
-def test_chat_prompt(client):
-    out = client.generate(
-        [[{"role": "user", "content": "hi"}]], SamplingConfig(temperature=0, max_new_tokens=4)
+def test_chat_prompt_matches_transformers_backend(client, tiny_llama, tiny_tokenizer):
+    """The server renders the same chat template: its greedy reply is the local greedy reply."""
+    chat = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "count: 1 2"}]]
+    cfg = SamplingConfig(temperature=0, max_new_tokens=6)
+    served = client.generate(chat, cfg)
+    local = make_backend("transformers", model=tiny_llama, tokenizer=tiny_tokenizer).generate(
+        chat, cfg
     )
-    assert len(out[0]) == 1 and isinstance(out[0][0].text, str)
+    assert [g[0].text for g in served] == [g[0].text for g in local]
+    assert any(g[0].text for g in local)  # not two empty strings
+
+
+def _fake_server(reply):
+    """An OpenAI-compatible endpoint answering every request with ``reply`` (JSON, or raw text)."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if isinstance(reply, str):
+            return httpx.Response(200, text=reply)
+        return httpx.Response(200, json=reply)
+
+    http = httpx.Client(base_url="http://fake.test/v1", transport=httpx.MockTransport(handler))
+    return make_backend("openai", base_url="http://fake.test/v1", model="m", client=http)
+
+
+def test_chat_reply_text_from_a_fake_server():
+    reply = {
+        "choices": [
+            {
+                "message": {"role": "assistant", "content": "SELECT 1;\nmore"},
+                "finish_reason": "length",
+            }
+        ]
+    }
+    (group,) = _fake_server(reply).generate(
+        [[{"role": "user", "content": "hi"}]], SamplingConfig(max_new_tokens=8, stop=("\n",))
+    )
+    assert [(c.text, c.finish_reason, c.token_ids) for c in group] == [("SELECT 1;", "stop", None)]
+    tool_only = {"choices": [{"message": {"role": "assistant", "content": None}}]}
+    (group,) = _fake_server(tool_only).generate([[{"role": "user", "content": "hi"}]])
+    assert group[0].text == ""
+
+
+@pytest.mark.parametrize(
+    ("reply", "chat", "message"),
+    [
+        ("not json", False, "without a 'choices' list"),
+        ([{"choices": []}], False, "without a 'choices' list"),  # JSON, but not an object
+        ({"choices": {"text": "x"}}, False, "without a 'choices' list"),
+        ({"choices": ["x"]}, False, "a choice that is not an object"),
+        ({"choices": [{"finish_reason": "stop"}]}, False, "completion choice without 'text'"),
+        ({"choices": [{"text": 5}]}, False, "completion text of type int"),
+        ({"choices": [{"text": "x"}]}, True, "chat choice without a message"),
+        ({"choices": [{"message": "x"}]}, True, "chat choice without a message"),
+        ({"choices": [{"message": {"role": "assistant"}}]}, True, "with 'content'"),
+    ],
+)
+def test_malformed_replies_raise_backend_response_error(reply, chat, message):
+    prompt = [{"role": "user", "content": "hi"}] if chat else "count: 1"
+    with pytest.raises(BackendResponseError, match=message):
+        _fake_server(reply).generate([prompt], SamplingConfig(max_new_tokens=2))
+
+
+def test_malformed_logprobs_raise_backend_response_error():
+    reply = {"choices": [{"text": " 4", "logprobs": {"token_logprobs": ["x"], "tokens": [" 4"]}}]}
+    with pytest.raises(BackendResponseError, match="malformed logprobs"):
+        _fake_server(reply).generate(["count: 1"], SamplingConfig(logprobs=True))
+    reply = {"choices": [{"message": {"content": "a"}, "logprobs": {"content": [{"token": "a"}]}}]}
+    with pytest.raises(BackendResponseError, match="malformed logprobs"):
+        _fake_server(reply).generate(
+            [[{"role": "user", "content": "hi"}]], SamplingConfig(logprobs=True)
+        )
 
 
 def test_missing_logprobs_is_reported(client):

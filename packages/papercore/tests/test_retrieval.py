@@ -6,9 +6,12 @@ import contextlib
 import importlib.util
 import json
 import math
+import os
 import re
+import stat
 import subprocess
 import sys
+import warnings
 import zlib
 
 import numpy as np
@@ -171,12 +174,59 @@ def test_set_search_params_after_load_changes_recall(tmp_path):
 
 
 @needs_faiss
-def test_ivf_default_nlist_and_few_points_warning():
-    assert default_nlist(10_000) == 400 and default_nlist(4) == 4 and default_nlist(1) == 1
-    r = FaissRetriever(None, "ivf", nprobe=4)
+def test_ivf_default_nlist_never_triggers_the_few_points_warning():
+    # min(4·√N, N/39): N/39 below N ≈ 24 300, the paper's 4·√N above
+    assert [default_nlist(n) for n in (1, 38, 39, 100, 10_000, 24_336, 40_000, 10**6)] == [
+        1, 1, 1, 2, 256, 624, 800, 4000,
+    ]  # fmt: skip
+    for n in (39, 100, 1000, 5000):
+        r = FaissRetriever(None, "ivf")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # neither ours nor a default-nprobe clamp warning
+            r.add([str(i) for i in range(n)], unit_rows(n, 8))
+        assert r.nlist == default_nlist(n) and n >= 39 * r.nlist
+        assert r.nprobe == min(16, r.nlist) == r.faiss_index.nprobe
+    r = FaissRetriever(None, "ivf", nlist=40)  # an explicit nlist still warns
     with pytest.warns(UserWarning, match="faiss wants"):
         r.add([str(i) for i in range(100)], unit_rows(100, 8))
-    assert r.nlist == default_nlist(100) == 40
+
+
+@needs_faiss
+def test_rebuilds_start_from_the_requested_nlist_and_nprobe(tmp_path):
+    big, small = unit_rows(4000, 8, seed=1), unit_rows(200, 8, seed=2)
+    r = FaissRetriever(None, "ivf", nprobe=50)
+    assert (r.requested_nlist, r.requested_nprobe, r.nlist, r.nprobe) == (None, 50, None, 50)
+    with pytest.warns(UserWarning, match=r"nprobe=50 > nlist=5: clamped to 5"):
+        r.add([f"s{i}" for i in range(200)], small)
+    assert (r.nlist, r.nprobe, r.faiss_index.nprobe) == (5, 5, 5)
+    assert (r.requested_nlist, r.requested_nprobe) == (None, 50)
+    r.reset()
+    r.add([f"b{i}" for i in range(4000)], big)  # a fresh default nlist, the asked-for nprobe
+    assert (
+        (r.nlist, r.nprobe, r.faiss_index.nprobe) == (default_nlist(4000), 50, 50) == (102, 50, 50)
+    )
+    r.reset()
+    with pytest.warns(UserWarning, match=r"nprobe=50 > nlist=2: clamped") as record:
+        r.add([str(i) for i in range(80)], unit_rows(80, 8))  # big then small works
+    assert record[0].filename == __file__  # the warning points at the caller
+    assert r.nlist == default_nlist(80) == 2
+    # the same through index(corpus), which resets itself
+    enc = HashBowEncoder(16)
+    r = FaissRetriever(enc, "ivf")
+    r.index({f"d{i}": f"doc {i} w{i % 13}" for i in range(3000)})
+    assert r.nlist == default_nlist(3000) == 76
+    r.index({f"d{i}": f"doc {i} w{i % 13}" for i in range(100)})
+    assert r.nlist == default_nlist(100) == 2
+    # save / load keeps the requested settings apart from the built ones
+    r = FaissRetriever(None, "ivf", nprobe=50)
+    with pytest.warns(UserWarning, match="clamped"):
+        r.add([f"s{i}" for i in range(200)], small)
+    loaded = FaissRetriever.load(r.save(tmp_path / "ivf"))
+    assert (loaded.nlist, loaded.nprobe, loaded.faiss_index.nprobe) == (5, 5, 5)
+    assert (loaded.requested_nlist, loaded.requested_nprobe) == (None, 50)
+    loaded.reset()
+    loaded.add([f"b{i}" for i in range(4000)], big)
+    assert (loaded.nlist, loaded.nprobe) == (102, 50)
 
 
 @needs_faiss
@@ -238,10 +288,103 @@ def test_nprobe_above_nlist_is_clamped_with_warning():
     with pytest.warns(UserWarning, match="clamped to 4"):
         r = FaissRetriever(None, "ivf", nlist=4, nprobe=16)
     assert r.nprobe == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r.add([str(i) for i in range(200)], unit_rows(200, 8))  # warned once, not again
+    assert r.nprobe == 4 == r.faiss_index.nprobe and r.requested_nprobe == 16
     r2 = FaissRetriever(None, "ivf", nprobe=50)  # default nlist decided at add() time
-    with pytest.warns(UserWarning, match=r"nprobe=50 > nlist=40: clamped"):
-        r2.add([str(i) for i in range(100)], unit_rows(100, 8))
-    assert r2.nprobe == 40 == r2.faiss_index.nprobe
+    with pytest.warns(UserWarning, match=r"nprobe=50 > nlist=25: clamped"):
+        r2.add([str(i) for i in range(1000)], unit_rows(1000, 8))
+    assert r2.nprobe == 25 == r2.faiss_index.nprobe
+
+
+@needs_faiss
+def test_save_replaces_the_whole_directory(tmp_path, monkeypatch):
+    import papercore.retrieval.faiss_index as fi
+
+    path = tmp_path / "idx"
+    r = FaissRetriever(None, "flat")
+    r.add([f"old{i}" for i in range(80)], unit_rows(80, 8))
+    r.save(path)
+    (path / "quadbert.json").write_text('{"model": "m"}')  # a package's file beside the index
+    q = unit_rows(3, 8, seed=5)
+    old_result = r.search_embeddings(q, k=5)[0]
+
+    new = FaissRetriever(None, "flat")
+    new.add([f"new{i}" for i in range(60)], unit_rows(60, 8, seed=3))
+    real_write_json = fi.write_json
+
+    def crash_on_ids(target, obj, **kw):
+        if target.name == "ids.json":
+            raise OSError("disk full")
+        return real_write_json(target, obj, **kw)
+
+    monkeypatch.setattr(fi, "write_json", crash_on_ids)
+    with pytest.raises(OSError, match="disk full"):
+        new.save(path)
+    monkeypatch.undo()
+    # the crash left the old index, ids and config together, and no temporary directory
+    loaded = FaissRetriever.load(path)
+    assert loaded.ntotal == 80 and loaded.search_embeddings(q, k=5)[0] == old_result
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+
+    new.save(path)
+    loaded = FaissRetriever.load(path)
+    assert loaded.ntotal == 60 and loaded.ids[0] == "new0"
+    assert sorted(p.name for p in path.iterdir()) == [
+        "config.json", "ids.json", "index.faiss", "quadbert.json",
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's 0700
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="it is a file"):
+        new.save(tmp_path / "file")
+
+
+@needs_faiss
+def test_load_names_the_file_and_key_of_a_bad_config(tmp_path):
+    r = FaissRetriever(None, "flat")
+    r.add([f"d{i}" for i in range(50)], unit_rows(50, 8))
+    path = r.save(tmp_path / "idx")
+    good = json.loads((path / "config.json").read_text())
+
+    def load_with(config):
+        (path / "config.json").write_text(json.dumps(config))
+        return FaissRetriever.load(path)
+
+    cfg = path / "config.json"
+    for key in ("index", "dim", "nprobe"):
+        bad = {k: v for k, v in good.items() if k != key}
+        with pytest.raises(
+            MalformedInputError, match=rf"{re.escape(str(cfg))}: missing key\(s\) \['{key}'\]"
+        ):
+            load_with(bad)
+    with pytest.raises(
+        MalformedInputError, match=r"config\.json: expected a JSON object, got list"
+    ):
+        load_with([good])
+    with pytest.raises(MalformedInputError, match=r"key 'index' is 'pq'"):
+        load_with(good | {"index": "pq"})
+    with pytest.raises(MalformedInputError, match=r"key 'dim' must be an integer ≥ 1, got '8'"):
+        load_with(good | {"dim": "8"})
+    with pytest.raises(
+        MalformedInputError,
+        match=r"index\.faiss holds a IndexFlatIP .*config\.json says index='ivf'",
+    ):
+        load_with(good | {"index": "ivf", "nlist": 2})
+    with pytest.raises(
+        MalformedInputError, match=r"index\.faiss holds a IndexFlatIP .*index='hnsw'"
+    ):
+        load_with(good | {"index": "hnsw"})
+    load_with(good)
+    (path / "ids.json").write_text('{"d0": 0}')
+    with pytest.raises(MalformedInputError, match=r"ids\.json: expected a JSON list"):
+        FaissRetriever.load(path)
+    (path / "ids.json").write_text("[1, 2")
+    with pytest.raises(MalformedInputError, match=r"ids\.json: invalid JSON"):
+        FaissRetriever.load(path)
 
 
 def test_search_before_index_raises_runtime_error():
@@ -376,6 +519,12 @@ def test_malformed_qrels_line_names_file_and_line(tmp_path):
     p.write_text("q1\td1\thigh\n")
     with pytest.raises(MalformedInputError, match=r"line 1: score must be an integer"):
         load_qrels(p)
+    for bad in ("inf", "-inf", "nan", "1e400"):
+        p.write_text(f"q1\td1\t1\nq2\td2\t{bad}\n")
+        with pytest.raises(
+            MalformedInputError, match=r"qrels\.tsv, line 2: score must be a finite"
+        ):
+            load_qrels(p)
 
 
 def test_duplicate_corpus_id_raises(tmp_path):

@@ -79,3 +79,44 @@ def test_request_output_conversion():
         "stop",
     )
     assert (b.text, b.token_ids, b.logprobs, b.finish_reason) == (" 9", [19], None, "length")
+
+
+def test_backend_sends_token_ids_to_llm_generate(tiny_tokenizer):
+    from vllm.outputs import CompletionOutput, RequestOutput
+
+    from papercore.generation.vllm import VLLMBackend
+
+    class FakeLLM:
+        def __init__(self):
+            self.prompts = None
+
+        def get_tokenizer(self):
+            return tiny_tokenizer
+
+        def generate(self, prompts, params, use_tqdm=True):
+            self.prompts = prompts
+            out = CompletionOutput(
+                index=0, text=" 4", token_ids=[7], cumulative_logprob=None, logprobs=None,
+                finish_reason="length",
+            )  # fmt: skip
+            return [
+                RequestOutput(
+                    request_id=str(i),
+                    prompt=None,
+                    prompt_token_ids=p["prompt_token_ids"],
+                    prompt_logprobs=None,
+                    outputs=[out],
+                    finished=True,
+                )
+                for i, p in enumerate(prompts)
+            ]
+
+    llm = FakeLLM()
+    chat = [{"role": "user", "content": "hi"}]
+    outs = VLLMBackend(llm).generate(["count: 1", chat], SamplingConfig(max_new_tokens=1))
+    rendered = tiny_tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    assert llm.prompts == [
+        {"prompt_token_ids": tiny_tokenizer("count: 1")["input_ids"]},
+        {"prompt_token_ids": tiny_tokenizer(rendered, add_special_tokens=False)["input_ids"]},
+    ]
+    assert [[c.text for c in g] for g in outs] == [[" 4"], [" 4"]]

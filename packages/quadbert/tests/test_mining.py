@@ -167,32 +167,42 @@ def test_bad_arguments_raise(synthetic, kwargs, msg):
 
 def test_empty_texts_raise_listing_ids(synthetic):
     corpus = dict(synthetic.corpus) | {"blank": "  ", "empty": ""}
-    with pytest.raises(
-        ValueError, match=r"corpus has 2 empty text\(s\); ids: \['blank', 'empty'\]"
-    ):
+    with pytest.raises(MiningError, match=r"corpus: 2 empty text\(s\), ids \['blank', 'empty'\]"):
         build_quadruplets(synthetic.train.queries, corpus, synthetic.train.qrels)
-    with pytest.raises(ValueError, match=r"queries has 1 empty text\(s\); ids: \['qx'\]"):
+    with pytest.raises(MiningError, match=r"queries: 1 empty text\(s\), ids \['qx'\]"):
         build_quadruplets({"qx": ""}, synthetic.corpus, synthetic.train.qrels)
+    with pytest.raises(MiningError, match=r"corpus is empty"):
+        build_quadruplets(synthetic.train.queries, {}, synthetic.train.qrels)
 
 
 def test_model_as_miner_takes_hard_negatives_from_its_top_k(synthetic, tiny_st):
+    """With a model as miner the 10 best non-positives are skipped by default (spec: range_min=10)."""
     from quadbert import FaissRetriever
+    from quadbert.mining import MODEL_MINER_SKIP_TOP
 
+    assert MODEL_MINER_SKIP_TOP == 10
     queries = dict(list(synthetic.train.queries.items())[:10])
-    ds = build_quadruplets(
-        queries,
-        synthetic.corpus,
-        synthetic.train.qrels,
-        hard_k=15,
-        miner=tiny_st,
-        n_per_query=2,
-        return_ids=True,
-    )
+    args = (queries, synthetic.corpus, synthetic.train.qrels)
+    kw = dict(hard_k=20, miner=tiny_st, n_per_query=2, return_ids=True)
+    ds = build_quadruplets(*args, **kw)
     retriever = FaissRetriever(tiny_st, "flat")
     retriever.index(synthetic.corpus)
-    top = retriever.search(queries, k=15)
+    top = retriever.search(queries, k=20)
     assert len(ds) == 20
+    skipped_by_default = {}
+    for q, run in top.items():
+        ranked = sorted(run, key=run.get, reverse=True)
+        skipped_by_default[q] = [d for d in ranked if d not in synthetic.train.qrels[q]][:10]
     for r in ds:
         assert r["hard_negative_id"] in top[r["query_id"]]
+        assert r["hard_negative_id"] not in skipped_by_default[r["query_id"]]
         assert r["simple_negative_id"] not in top[r["query_id"]]
         assert r["hard_negative_id"] not in synthetic.train.qrels[r["query_id"]]
+    assert build_quadruplets(*args, skip_top=10, **kw).to_list() == ds.to_list()
+    unskipped = build_quadruplets(*args, skip_top=0, **kw)
+    assert any(r["hard_negative_id"] in skipped_by_default[r["query_id"]] for r in unskipped)
+
+
+def test_bm25_miner_skips_nothing_by_default(synthetic):
+    assert mine(synthetic).to_list() == mine(synthetic, skip_top=0).to_list()
+    assert mine(synthetic).to_list() != mine(synthetic, skip_top=10).to_list()

@@ -85,7 +85,7 @@ def run_text_episodes(
         max_completion_length: token budget over all turns (observations included).
         temperature: 0 = greedy.
     """
-    from papercore.generation import SamplingConfig, render_prompt
+    from papercore.generation import SamplingConfig, encode_prompt, render_prompt
 
     if len(prompts) != len(rows):
         raise ValueError(f"got {len(prompts)} prompts but {len(rows)} rows; they must match")
@@ -97,7 +97,7 @@ def run_text_episodes(
         env.reset(**row)
         text = render_prompt(prompt, tokenizer)
         prefixes.append(text)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = encode_prompt(text, tokenizer)  # the ids the backend sees for this text
         traces.append(EpisodeTrace(prompt_ids=list(ids), env=env))
     budget = max_completion_length or 10**9
     for turn in range(max_turns):

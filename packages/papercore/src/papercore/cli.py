@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -40,8 +43,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
+#: set to 1 to print the traceback above the one-line error of :func:`clean_errors`
+TRACEBACK_ENV = "PAPERCORE_TRACEBACK"
+
+
+def show_tracebacks(verbose: bool = False) -> bool:
+    """Whether :func:`clean_errors` prints tracebacks: ``PAPERCORE_TRACEBACK=1`` or ``--verbose``."""
+    return verbose or os.environ.get(TRACEBACK_ENV, "").strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+    )
+
+
 def clean_errors(fn: F) -> F:
-    """Turn expected errors (bad input, missing files, missing backends) into one red line and exit code 2."""
+    """Turn expected errors (bad input, missing files, missing backends) into one red line and exit code 2.
+
+    The traceback is printed to stderr above that line when ``PAPERCORE_TRACEBACK=1`` is set or
+    the command was called with ``--verbose`` (a ``verbose=True`` keyword argument). A
+    ``TypeError`` / ``KeyError`` not raised on purpose by papercore is more likely a bug than bad
+    input, so its line also says how to see the traceback.
+    """
     from papercore.errors import PapercoreError
 
     @functools.wraps(fn)
@@ -56,9 +79,22 @@ def clean_errors(fn: F) -> F:
             KeyError,
             ImportError,
         ) as e:
+            shown = show_tracebacks(kwargs.get("verbose") is True)
+            if shown:
+                sys.stderr.write(traceback.format_exc())
+                sys.stderr.flush()
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            hint = ""
+            if (
+                not shown
+                and isinstance(e, (TypeError, KeyError))
+                and not isinstance(e, PapercoreError)
+            ):
+                hint = f" (set {TRACEBACK_ENV}=1 for the traceback)"
             console.print(
-                f"[bold red]error:[/] {type(e).__name__}: {msg}", highlight=False, soft_wrap=True
+                f"[bold red]error:[/] {type(e).__name__}: {escape(str(msg))}{hint}",
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(2) from None
 
@@ -83,12 +119,8 @@ def make_progress(transient: bool = False) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=transient,
-        disable=not console.is_terminal and not _force_progress(),
+        disable=not console.is_terminal,
     )
-
-
-def _force_progress() -> bool:
-    return False
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:

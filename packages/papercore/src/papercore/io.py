@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,9 @@ def atomic_write(
 ) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync and rename it to ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was. The file gets
+    the permissions of a plain ``open(path, "w")``: ``0o666 & ~umask`` for a new file, the old
+    file's permission bits when ``path`` is replaced (see :func:`creation_mode`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,11 +41,35 @@ def atomic_write(
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, creation_mode(path))  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    """The process umask (read from ``/proc/self/status`` where possible, without changing it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # the portable way: set and restore (not thread-safe, hence the above)
+    os.umask(mask)
+    return mask
+
+
+def creation_mode(path: PathLike, *, directory: bool = False) -> int:
+    """Permission bits for (re)writing ``path`` atomically: an existing entry's own bits, else
+    ``0o666 & ~umask`` for a file (``0o777 & ~umask`` for a directory), as ``open`` / ``mkdir`` give."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return (0o777 if directory else 0o666) & ~current_umask()
 
 
 def iter_jsonl(path: PathLike, *, required: Sequence[str] = ()) -> Iterator[dict[str, Any]]:

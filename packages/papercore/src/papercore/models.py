@@ -4,6 +4,11 @@
 (``local_files_only=True``); and only when downloads are allowed (``allow_download=True`` and
 ``HF_HUB_OFFLINE`` is not set) the hub. When none of these works the error says which places were
 tried and how to fix it, instead of surfacing a network traceback.
+
+A name that can only be a local path and does not exist raises :class:`ModelNotAvailableError`
+at once: a ``Path`` object, or a string starting with ``./``, ``../``, ``/`` or ``~`` or with
+more than one ``/``. A relative ``"a/b"`` whose first part ``a`` exists in the working directory
+is looked up in the local cache only (never on the hub) before that error.
 """
 
 from __future__ import annotations
@@ -86,16 +91,19 @@ def _from_pretrained(
             )
         return loader(str(path), **kwargs)
     name = str(name_or_path)
-    looks_like_path = (
-        name.startswith((".", "/", "~"))
-        or name.count("/") > 1
-        or (os.sep in name and name.count(os.sep) > 1)
-    )
-    if looks_like_path:
+    if _looks_like_path(name_or_path):
         raise ModelNotAvailableError(f"{what} directory {name!r} does not exist")
+    local_root = _existing_first_component(name)
     try:
         return loader(name, local_files_only=True, **kwargs)
     except (OSError, ValueError) as local_err:
+        if local_root is not None:
+            raise ModelNotAvailableError(
+                f"{what} directory {name!r} does not exist (and it is not in the local Hugging "
+                f"Face cache). {local_root!r} exists in {Path.cwd()}, so {name!r} is taken for a "
+                "local path and the hub was not contacted; fix the path, or run from another "
+                "folder to load the hub model of that name"
+            ) from local_err
         if not allow_download or offline_mode():
             why = (
                 "downloads are disabled (HF_HUB_OFFLINE is set)"
@@ -112,6 +120,28 @@ def _from_pretrained(
         raise ModelNotAvailableError(
             f"{what} {name!r} is not available locally and could not be downloaded: {type(e).__name__}: {e}"
         ) from e
+
+
+def _looks_like_path(name_or_path: str | os.PathLike[str]) -> bool:
+    """A ``Path`` object, or a string that can only be a filesystem path (not a hub id ``org/name``):
+    starting with ``.``, ``/``, ``~`` or a backslash, or with more than one separator."""
+    if not isinstance(name_or_path, str):
+        return True
+    name = name_or_path
+    return (
+        name.startswith((".", "/", "~", "\\"))
+        or name.count("/") > 1
+        or (os.sep != "/" and name.count(os.sep) > 1)
+        or Path(name).is_absolute()
+    )
+
+
+def _existing_first_component(name: str) -> str | None:
+    """``"models"`` for ``"models/my-model"`` when ``./models`` exists: a partly existing relative path."""
+    parts = Path(name).parts
+    if len(parts) > 1 and Path(parts[0]).exists():
+        return parts[0]
+    return None
 
 
 def load_tokenizer(

@@ -12,22 +12,21 @@ import torch
 
 
 def seed_everything(seed: int, *, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch (all devices); optionally ask torch for deterministic kernels."""
+    """Seed Python's ``random``, NumPy's global RNG and torch (all devices); optionally ask torch
+    for deterministic kernels.
+
+    It also sets ``PYTHONHASHSEED`` in ``os.environ``. That does **not** change string hashing (set
+    iteration order) in the running interpreter, which is fixed at start-up; it only makes child
+    processes started afterwards (``subprocess``, DataLoader workers with the ``spawn`` start
+    method) hash reproducibly. For this process, set ``PYTHONHASHSEED`` before starting Python, or
+    do not depend on the iteration order of sets of strings.
+    """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)  # for child processes only (see above)
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def torch_generator(seed: int | None, device: str | torch.device = "cpu") -> torch.Generator | None:
-    """A seeded ``torch.Generator`` (or ``None`` when ``seed`` is ``None``)."""
-    if seed is None:
-        return None
-    g = torch.Generator(device=device)
-    g.manual_seed(seed)
-    return g
 
 
 @contextlib.contextmanager

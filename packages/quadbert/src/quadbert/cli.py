@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import typer
 
 from papercore.cli import (
+    DeviceOpt,
     OutputOpt,
     SeedOpt,
     VerboseOpt,
@@ -40,9 +41,6 @@ DataArg = Annotated[
     Path, typer.Argument(help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")
 ]
 SplitOpt = Annotated[str, typer.Option("--split", help="Qrels split (qrels/<split>.tsv).")]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: auto).")
-]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Encoding batch size.")]
 
 
@@ -71,11 +69,15 @@ def mine(
         str, typer.Option("--miner", help="'bm25' or a SentenceTransformer directory.")
     ] = "bm25",
     skip_top: Annotated[
-        int,
-        typer.Option("--skip-top", help="Best non-positive candidates never used as negatives."),
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--skip-top",
+            help="Best non-positive candidates never used as negatives "
+            "(default: 10 with a model as miner, 0 with bm25).",
+        ),
+    ] = None,
     seed: SeedOpt = 0,
-    device: DeviceOpt = None,
+    device: DeviceOpt = "auto",
     batch_size: BatchOpt = 64,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -226,13 +228,15 @@ def index(
         Literal["flat", "ivf", "hnsw"], typer.Option("--index", help="faiss index type.")
     ] = "flat",
     nlist: Annotated[
-        int | None, typer.Option("--nlist", help="IVF lists (default ≈ 4·√N).")
+        int | None, typer.Option("--nlist", help="IVF lists (default: min(4·√N, N/39)).")
     ] = None,
-    nprobe: Annotated[int, typer.Option("--nprobe", help="IVF lists searched per query.")] = 16,
+    nprobe: Annotated[
+        int | None, typer.Option("--nprobe", help="IVF lists searched per query (default: 16).")
+    ] = None,
     hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW graph degree M.")] = 32,
     ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW efSearch.")] = 128,
     batch_size: BatchOpt = 256,
-    device: DeviceOpt = None,
+    device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Encode a corpus and save a faiss index (flat, IVF or HNSW) to a directory."""
@@ -284,7 +288,7 @@ def search(
     ef_search: Annotated[
         int | None, typer.Option("--ef-search", help="HNSW efSearch (default: as indexed).")
     ] = None,
-    device: DeviceOpt = None,
+    device: DeviceOpt = "auto",
     verbose: VerboseOpt = False,
 ) -> None:
     """Search an index with queries and write a TREC run file.

@@ -190,9 +190,7 @@ class QuadrupletLoss(nn.Module):
 
 
 def _embed(model: Any, features: list[dict[str, Tensor]]) -> list[Tensor]:
-    """One ``sentence_embedding`` per column; shares a merged forward across columns on ST ≥ 6."""
-    try:
-        from sentence_transformers.base.losses.merged_forward import embed_columns
-    except ImportError:  # sentence-transformers 3-5: one forward per column
-        return [model(f)["sentence_embedding"] for f in features]
+    """One ``sentence_embedding`` per column, from sentence-transformers' merged forward (ST ≥ 6)."""
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+
     return embed_columns(model, features)

@@ -7,7 +7,8 @@ Spec: hard negative = highly ranked by BM25 (or the current model) but not relev
 corpus; its top ``hard_k`` documents form the *hard pool*. Hard negatives are drawn from that pool
 after dropping the query's positives (qrels relevance > 0) and any document whose text equals a
 positive's text, then skipping the ``skip_top`` best-ranked remaining candidates (likely unlabelled
-positives; sentence-transformers' ``range_min``). Simple negatives are drawn uniformly from the rest
+positives; sentence-transformers' ``range_min``): by default 10 with a model as miner (the spec's
+``range_min=10``), 0 with BM25. Simple negatives are drawn uniformly from the rest
 of the corpus: not a positive, not a copy of one, not in the hard pool. With BM25 the pool holds only
 documents with a positive score.
 """
@@ -19,6 +20,7 @@ import random
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from papercore.errors import MalformedInputError
 from quadbert.errors import MiningError
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,9 @@ QUAD_COLUMNS = ("anchor", "positive", "hard_negative", "simple_negative")
 ID_COLUMNS = ("query_id", "positive_id", "hard_negative_id", "simple_negative_id")
 
 _REJECTION_TRIES = 64
+MODEL_MINER_SKIP_TOP = (
+    10  # spec: range_min=10 when a model mines (its top ranks hold false negatives)
+)
 
 
 def build_quadruplets(
@@ -36,7 +41,7 @@ def build_quadruplets(
     hard_k: int = 100,
     n_per_query: int = 1,
     miner: Literal["bm25"] | Any = "bm25",
-    skip_top: int = 0,
+    skip_top: int | None = None,
     seed: int = 0,
     *,
     return_ids: bool = False,
@@ -54,7 +59,7 @@ def build_quadruplets(
             replacement while the pool lasts.
         miner: ``"bm25"`` (bm25s) or a SentenceTransformer whose exact (flat faiss) top-k is the pool.
         skip_top: best-ranked non-positive candidates left out of the hard negatives (and of the
-            simple ones). Around 10 is advisable with a model as miner.
+            simple ones). ``None`` (default): 10 when ``miner`` is a model, 0 for ``"bm25"``.
         seed: sampling seed; the same inputs and seed give the same dataset.
         return_ids: also return query_id, positive_id, hard_negative_id, simple_negative_id columns.
 
@@ -67,6 +72,8 @@ def build_quadruplets(
     queries, corpus = dict(queries), dict(corpus)
     _check_texts("corpus", corpus)
     _check_texts("queries", queries)
+    if skip_top is None:
+        skip_top = 0 if isinstance(miner, str) else MODEL_MINER_SKIP_TOP
     for name, value, low in (
         ("hard_k", hard_k, 1),
         ("n_per_query", n_per_query, 1),
@@ -170,11 +177,15 @@ def build_quadruplets(
 
 
 def _check_texts(name: str, texts: dict[str, str]) -> None:
+    """Non-empty, and no empty or blank text (papercore's check, raising :class:`MiningError`)."""
+    from papercore.retrieval import check_texts
+
     if not texts:
         raise MiningError(f"{name} is empty")
-    bad = [i for i, t in texts.items() if not isinstance(t, str) or not t.strip()]
-    if bad:
-        raise MiningError(f"{name} has {len(bad)} empty text(s); ids: {bad[:10]}")
+    try:
+        check_texts(texts, name)
+    except MalformedInputError as e:
+        raise MiningError(str(e)) from None
 
 
 def _positives(qrels: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -13,6 +13,7 @@ from papercore.generation.base import (
     SamplingConfig,
     check_prompts,
     cut_at_stop,
+    encode_prompt,
     render_prompt,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "SamplingConfig",
     "check_prompts",
     "cut_at_stop",
+    "encode_prompt",
     "make_backend",
     "render_prompt",
 ]

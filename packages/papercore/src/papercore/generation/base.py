@@ -11,6 +11,14 @@ tokenizer's chat template) into one list of :class:`Completion` per prompt. The 
   model's *raw* next-token distribution (before temperature / top-p), one per token id; this is
   what vLLM returns by default.
 * ``finish_reason`` is ``"stop"`` (EOS or stop string) or ``"length"``.
+
+Prompt ids (:func:`encode_prompt`, used by the transformers and vLLM backends): a string prompt is
+tokenised *with* the tokenizer's special tokens (a Llama / Mistral tokenizer prepends its BOS, as
+the model was trained); a chat prompt is rendered with the chat template, which already writes
+the BOS (``{{ bos_token }}``) where the model wants one, and the rendered text is tokenised
+*without* adding special tokens again (what ``apply_chat_template(tokenize=True)`` does). So both
+kinds start with exactly one BOS on tokenizers that have one. A string that is an already
+rendered chat text therefore gets a second BOS on such tokenizers: pass the message list instead.
 """
 
 from __future__ import annotations
@@ -110,6 +118,19 @@ def render_prompt(prompt: Prompt, tokenizer: Any) -> str:
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("a chat (message list) prompt needs a tokenizer with a chat_template")
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def encode_prompt(prompt: Prompt, tokenizer: Any) -> list[int]:
+    """Token ids of a prompt: see the module doc (string: with special tokens; chat: template only).
+
+    A string that already starts with the tokenizer's BOS token (e.g. a chat template rendered by the
+    caller, as multi-turn rollouts do) gets no second one.
+    """
+    if isinstance(prompt, str):
+        bos = getattr(tokenizer, "bos_token", None)
+        special = not (isinstance(bos, str) and bos and prompt.startswith(bos))
+        return list(tokenizer.encode(prompt, add_special_tokens=special))
+    return list(tokenizer.encode(render_prompt(prompt, tokenizer), add_special_tokens=False))
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

@@ -124,39 +124,72 @@ class OpenAIBackend:
                 f"{self.base_url}{path} answered HTTP {resp.status_code}: {resp.text[:500]}"
             )
         try:
-            choices = resp.json()["choices"]
-        except (ValueError, KeyError) as e:
+            reply = resp.json()
+        except ValueError:
+            reply = None
+        choices = reply.get("choices") if isinstance(reply, dict) else None
+        if not isinstance(choices, list):
             raise BackendResponseError(
                 f"{self.base_url}{path} answered without a 'choices' list: {resp.text[:500]}"
-            ) from e
-        return [self._parse_choice(c, chat, config) for c in choices]
+            )
+        return [
+            self._parse_choice(c, chat, config, where=f"{self.base_url}{path}") for c in choices
+        ]
 
     def _parse_choice(
-        self, choice: dict[str, Any], chat: bool, config: SamplingConfig
+        self, choice: Any, chat: bool, config: SamplingConfig, where: str = ""
     ) -> Completion:
-        text = choice["message"]["content"] if chat else choice.get("text", "")
-        text = text or ""
-        text, hit = cut_at_stop(
-            text, config.stop
-        )  # some servers return the text past a stop string
+        """One reply choice → a :class:`Completion`; a malformed choice raises
+        :class:`BackendResponseError` saying what is missing (never a KeyError / TypeError)."""
+        where = where or self.base_url
+        if not isinstance(choice, dict):
+            raise BackendResponseError(
+                f"{where} answered a choice that is not an object: {str(choice)[:200]}"
+            )
+        if chat:
+            message = choice.get("message")
+            if not isinstance(message, dict) or "content" not in message:
+                raise BackendResponseError(
+                    f"{where} answered a chat choice without a message with 'content': "
+                    f"{str(choice)[:300]}"
+                )
+            text = message["content"]  # null when the reply is only tool calls
+        else:
+            if "text" not in choice:
+                raise BackendResponseError(
+                    f"{where} answered a completion choice without 'text': {str(choice)[:300]}"
+                )
+            text = choice["text"]
+        if text is not None and not isinstance(text, str):
+            raise BackendResponseError(
+                f"{where} answered a completion text of type {type(text).__name__}, expected a string"
+            )
+        text, hit = cut_at_stop(text or "", config.stop)  # some servers return text past a stop
         reason = choice.get("finish_reason") or "stop"
         if hit:
             reason = "stop"
         logprobs, token_ids = None, None
         lp = choice.get("logprobs")
         if config.logprobs:
-            if chat and lp and lp.get("content"):
-                logprobs = [float(t["logprob"]) for t in lp["content"]]
-                token_ids = _ids_from_tokens([t.get("token", "") for t in lp["content"]])
-            elif not chat and lp and lp.get("token_logprobs") is not None:
-                logprobs = [float(x) for x in lp["token_logprobs"]]
-                token_ids = _ids_from_tokens(lp.get("tokens") or [])
-            else:
+            if not isinstance(lp, dict) or not (
+                lp.get("content") if chat else lp.get("token_logprobs") is not None
+            ):
                 raise BackendResponseError(
                     f"logprobs were requested but the server at {self.base_url} returned none "
                     "(some servers, e.g. `transformers serve`, ignore `logprobs`); use vLLM's server or "
                     "the transformers backend, or sample with logprobs=False"
                 )
+            try:
+                if chat:
+                    logprobs = [float(t["logprob"]) for t in lp["content"]]
+                    token_ids = _ids_from_tokens([t.get("token", "") for t in lp["content"]])
+                else:
+                    logprobs = [float(x) for x in lp["token_logprobs"]]
+                    token_ids = _ids_from_tokens(lp.get("tokens") or [])
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise BackendResponseError(
+                    f"{where} answered malformed logprobs ({type(e).__name__}: {e}): {str(lp)[:300]}"
+                ) from None
         if token_ids is None and self.tokenizer is not None:
             token_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return Completion(text=text, token_ids=token_ids, logprobs=logprobs, finish_reason=reason)
@@ -164,6 +197,6 @@ class OpenAIBackend:
 
 def _ids_from_tokens(tokens: list[str]) -> list[int] | None:
     """vLLM's ``return_tokens_as_token_ids`` renders tokens as ``token_id:123``."""
-    if tokens and all(t.startswith("token_id:") for t in tokens):
+    if tokens and all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
         return [int(t.split(":", 1)[1]) for t in tokens]
     return None

@@ -1,7 +1,8 @@
 """Sampling with vLLM (optional extra ``papercore[vllm]``; GPU). Imported lazily.
 
-The adapter is deliberately thin: our :class:`SamplingConfig` → ``vllm.SamplingParams``, and
-vLLM's ``RequestOutput`` → our :class:`Completion` list. All sampling logic is vLLM's own.
+The adapter is deliberately thin: prompts → token ids (:func:`to_vllm_prompt`, the same ids as the
+transformers backend), our :class:`SamplingConfig` → ``vllm.SamplingParams``, and vLLM's
+``RequestOutput`` → our :class:`Completion` list. All sampling logic is vLLM's own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from papercore.generation.base import (
     Prompt,
     SamplingConfig,
     check_prompts,
-    render_prompt,
+    encode_prompt,
 )
 
 
@@ -44,6 +45,17 @@ def to_vllm_sampling_params(config: SamplingConfig) -> Any:
         stop=list(config.stop) or None,
         logprobs=0 if config.logprobs else None,  # 0 = only the sampled token's logprob
     )
+
+
+def to_vllm_prompt(prompt: Prompt, tokenizer: Any) -> dict[str, list[int]]:
+    """A prompt as a vLLM ``TokensPrompt`` (``{"prompt_token_ids": [...]}``).
+
+    The ids come from :func:`~papercore.generation.base.encode_prompt`: a string prompt with the
+    tokenizer's special tokens (one BOS), a chat prompt rendered by the chat template and not given
+    special tokens again. Passing ids keeps vLLM from tokenising rendered chat text with its default
+    ``add_special_tokens=True``, which would put a second BOS before the template's own.
+    """
+    return {"prompt_token_ids": encode_prompt(prompt, tokenizer)}
 
 
 def completions_from_vllm(request_output: Any) -> list[Completion]:
@@ -85,6 +97,6 @@ class VLLMBackend:
         self, prompts: Sequence[Prompt], config: SamplingConfig | None = None
     ) -> list[list[Completion]]:
         config = config or SamplingConfig()
-        texts = [render_prompt(p, self.tokenizer) for p in check_prompts(prompts)]
-        outputs = self.llm.generate(texts, to_vllm_sampling_params(config), use_tqdm=False)
+        token_prompts = [to_vllm_prompt(p, self.tokenizer) for p in check_prompts(prompts)]
+        outputs = self.llm.generate(token_prompts, to_vllm_sampling_params(config), use_tqdm=False)
         return [completions_from_vllm(o) for o in outputs]

@@ -25,7 +25,7 @@ from papercore.retrieval.data import (
     load_queries,
     save_beir,
 )
-from papercore.retrieval.faiss_index import FaissRetriever, default_nlist
+from papercore.retrieval.faiss_index import FaissRetriever, check_texts, default_nlist
 from papercore.retrieval.metrics import (
     DEFAULT_METRICS,
     evaluate_run,
@@ -43,6 +43,7 @@ __all__ = [
     "Run",
     "SyntheticRetrieval",
     "as_qrels",
+    "check_texts",
     "default_nlist",
     "evaluate_run",
     "load_beir",

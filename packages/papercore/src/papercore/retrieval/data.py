@@ -8,6 +8,7 @@ functions read and write that layout without the ``beir`` package.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -160,11 +161,16 @@ def load_qrels(path: PathLike) -> Qrels:
                     f"(query-id, corpus-id, score), got {len(fields)}: {line[:80]!r}"
                 )
             try:
-                value = int(float(score))
+                number = float(score)
             except ValueError:
                 raise MalformedInputError(
                     f"{path}, line {lineno}: score must be an integer, got {score!r}"
                 ) from None
+            if not math.isfinite(number):
+                raise MalformedInputError(
+                    f"{path}, line {lineno}: score must be a finite integer, got {score!r}"
+                )
+            value = int(number)
             if not qid or not did:
                 raise MalformedInputError(f"{path}, line {lineno}: empty query-id or corpus-id")
             if value > 0:

@@ -267,17 +267,14 @@ def tiny_sentence_transformer(
     extra_texts: list[str] | None = None,
     vocab_size: int = 512,
 ):
-    """A tiny BERT sentence-transformer (needs ``sentence-transformers``), saved under ``path`` and loaded from there.
+    """A tiny BERT sentence-transformer (needs ``sentence-transformers`` ≥ 6), saved under ``path``
+    and loaded from there.
 
     ``extra_texts`` / ``vocab_size`` go to :func:`build_encoder_tokenizer` (e.g. a task's corpus, so
     its words are whole tokens).
     """
     from sentence_transformers import SentenceTransformer
-
-    try:  # sentence-transformers >= 6
-        from sentence_transformers.sentence_transformer import modules
-    except ImportError:  # pragma: no cover - older releases
-        from sentence_transformers import models as modules
+    from sentence_transformers.sentence_transformer import modules
 
     path = Path(path)
     if not (path / "config.json").exists():
