@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from kls import (
 )
 from kls.data import cold_start_split, make_synthetic_retrieval, make_training_groups
 from kls.demo import RETRIEVAL_METHODS, fit_retriever
+from papercore.machine import machine_info
 from papercore.retrieval import FaissRetriever, RetrievalData, evaluate_run
 from papercore.seeding import seed_everything
 from papercore.testing import minilm_path
@@ -167,7 +167,7 @@ def main() -> None:
                 "methods": methods,
                 "torch_threads": args.threads,
                 "total_seconds": total,
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
+                "machine": machine_info(args.threads),
             },
             indent=2,
         )
