@@ -12,7 +12,6 @@ Run: uv run --locked python packages/kls/bench/overhead.py
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -26,7 +25,7 @@ from kls.data import make_synthetic_classification
 from kls.demo import tiny_bert_factory, wordpiece_tokenizer
 from kls.experiment import objective_args, soft_label_dataset
 from kls.trainer import KLSTrainer, KLSTrainingArguments
-from papercore.machine import machine_info
+from papercore.machine import bench_parser, machine_info
 from papercore.testing import minilm_path
 
 STEPS, REPEATS = 8, 5
@@ -72,16 +71,7 @@ def time_steps(method, train, make, tok, steps):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "results" / "overhead.json",
-        help="results JSON",
-    )
-    a = p.parse_args()
+    a = bench_parser(__doc__, Path(__file__).parent / "results" / "overhead.json").parse_args()
     torch.set_num_threads(2)
     data = make_synthetic_classification(n_per_class=40, seed=100)
     tiny_tok = wordpiece_tokenizer(data["train"]["text"])

@@ -7,7 +7,6 @@ Run: nice -n 10 uv run --locked python packages/kls/bench/speed.py
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kls import KeywordLabelSmoother
-from papercore.machine import machine_info
+from papercore.machine import bench_parser, machine_info
 
 N_DOCS, N_WORDS, N_LABELS, VOCAB = 100_000, 50, 10, 20_000
 
@@ -71,16 +70,7 @@ def loop_reference(texts, labels, queries, k1=2.0, b=0.75, k2=2.0):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "results" / "speed.json",
-        help="results JSON",
-    )
-    a = p.parse_args()
+    a = bench_parser(__doc__, Path(__file__).parent / "results" / "speed.json").parse_args()
     texts, labels = make_docs(N_DOCS)
     t0 = time.perf_counter()
     sm = KeywordLabelSmoother().fit(texts, labels)

@@ -13,7 +13,6 @@ Writes ``packages/papercore/bench/results/retrieval_baselines.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import papercore.testing
-from papercore.machine import machine_info
+from papercore.machine import bench_parser, machine_info
 from papercore.retrieval import FaissRetriever, evaluate_run, make_synthetic_retrieval
 
 METRICS = ("MRR@10", "R@10", "R@100", "nDCG@10")
@@ -59,16 +58,9 @@ def mean_std(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).parent / "results" / "retrieval_baselines.json",
-        help="results JSON",
-    )
-    args = p.parse_args()
+    args = bench_parser(
+        __doc__, Path(__file__).parent / "results" / "retrieval_baselines.json"
+    ).parse_args()
     import faiss
     from sentence_transformers import SentenceTransformer
 

@@ -18,3 +18,12 @@ def test_machine_info_names_cpu_threads_and_versions():
 def test_machine_info_reads_torch_threads_by_default():
     n = torch.get_num_threads()
     assert f"({n} torch thread" in machine_info()
+
+
+def test_bench_parser_has_out_and_the_docstring(tmp_path):
+    from papercore.machine import bench_parser
+
+    p = bench_parser("Bench X: does things.", tmp_path / "x.json")
+    assert p.parse_args([]).out == tmp_path / "x.json"
+    assert p.parse_args(["--out", "y.json"]).out.name == "y.json"
+    assert "Bench X: does things." in p.format_help()

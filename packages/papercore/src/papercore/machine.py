@@ -1,7 +1,8 @@
-"""A one-line description of the machine a bench ran on, for results files and READMEs."""
+"""Helpers for bench scripts: a one-line description of the machine, and the common argument parser."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 from pathlib import Path
@@ -39,3 +40,17 @@ def machine_info(threads: int | None = None) -> str:
     if torch is not None:
         parts.append(f"torch {torch.__version__}")
     return ", ".join(parts)
+
+
+def bench_parser(doc: str | None, default_out: Path) -> argparse.ArgumentParser:
+    """The argument parser of a bench script: its docstring as help, ``--out`` for the results JSON.
+
+    Scripts add their own options to it; ``--help`` never runs the bench.
+    """
+    p = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--out", type=Path, default=default_out, help=f"results JSON ({default_out.name})"
+    )
+    return p
