@@ -4,7 +4,7 @@
    test split of ``make_synthetic_retrieval(seed=s)`` for seeds 0, 1, 2 (default sizes: 288 docs).
 2. Time: FaissRetriever.index + .search vs plain ``model.encode`` + raw ``faiss.IndexFlatIP`` on
    the same texts (best of 3), ratio printed.
-3. Approximate indexes: IVF (default nlist ≈ 4·√N, several nprobe) and HNSW recall@10 against flat
+3. Approximate indexes: IVF (default nlist = min(4·√N, N/39), several nprobe) and HNSW recall@10 against flat
    top-10, on MiniLM embeddings of a larger synthetic corpus.
 
 Run: ``uv run --locked python packages/papercore/bench/retrieval_baselines.py``
