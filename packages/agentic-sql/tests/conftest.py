@@ -103,3 +103,20 @@ def _make_shop_db(root: Path, customers=ANN_BOB_CY, *, extra_sql: str = "") -> P
 def make_shop_db():
     """Factory: ``make_shop_db(root, customers=..., extra_sql=...)`` builds the small ``shop`` database."""
     return _make_shop_db
+
+
+def make_counting_db(root: Path, n_rows: int) -> Path:
+    """``root/big/big.sqlite`` with one table ``t(x)`` holding 0 .. n_rows − 1 (row-cap tests)."""
+    (root / "big").mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(root / "big" / "big.sqlite")
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.executemany("INSERT INTO t VALUES (?)", ((i,) for i in range(n_rows)))
+    con.commit()
+    con.close()
+    return root
+
+
+@pytest.fixture(scope="session")
+def counting_db():
+    """:func:`make_counting_db`, as a fixture (test modules do not import conftest)."""
+    return make_counting_db

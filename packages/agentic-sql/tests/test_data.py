@@ -63,13 +63,20 @@ def test_load_spider_fixture(spider_dir):
         assert ex.execute(ds[0]["db_id"], ds[0]["gold_sql"]).rows == [(3,)]
 
 
-def test_load_spider2_sqlite_keeps_sqlite_entries(tmp_path, spider_dir):
+@pytest.fixture
+def spider2_dirs(tmp_path, spider_dir):
+    """(database root holding concert_mini, gold dir holding local001.sql) for Spider 2.0-lite."""
     root = tmp_path / "localdb"
     root.mkdir()
     shutil.copy(spider_dir / "database" / "concert_mini" / "concert_mini.sqlite", root)
     gold = tmp_path / "gold"
     gold.mkdir()
     (gold / "local001.sql").write_text("SELECT name FROM singer\n")
+    return root, gold
+
+
+def test_load_spider2_sqlite_keeps_sqlite_entries(tmp_path, spider2_dirs):
+    root, gold = spider2_dirs
     lines = [
         {"instance_id": "local001", "db": "concert_mini", "question": "Singer names?",
          "external_knowledge": None},
@@ -86,13 +93,8 @@ def test_load_spider2_sqlite_keeps_sqlite_entries(tmp_path, spider_dir):
         load_spider2_sqlite(only_bq, root)
 
 
-def test_load_spider2_sqlite_drops_entries_without_gold(tmp_path, spider_dir, caplog):
-    root = tmp_path / "localdb"
-    root.mkdir()
-    shutil.copy(spider_dir / "database" / "concert_mini" / "concert_mini.sqlite", root)
-    gold = tmp_path / "gold"
-    gold.mkdir()
-    (gold / "local001.sql").write_text("SELECT name FROM singer\n")
+def test_load_spider2_sqlite_drops_entries_without_gold(tmp_path, spider2_dirs, caplog):
+    root, gold = spider2_dirs
     (gold / "local003.sql").write_text("  \n")  # empty file: no gold either
     lines = [
         {"instance_id": f"local00{i}", "db": "concert_mini", "question": f"q{i}"} for i in (1, 2, 3)

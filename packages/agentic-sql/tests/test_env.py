@@ -231,16 +231,9 @@ def test_process_isolation_end_to_end(root):
         factory.close()
 
 
-def test_truncated_answers_are_scored_on_every_row(tmp_path):
+def test_truncated_answers_are_scored_on_every_row(tmp_path, counting_db):
     """Gold runs uncapped and a capped answer is re-run: a prefix of the gold rows is not a match."""
-    import sqlite3
-
-    (tmp_path / "big").mkdir()
-    con = sqlite3.connect(tmp_path / "big" / "big.sqlite")
-    con.execute("CREATE TABLE t (x INTEGER)")
-    con.executemany("INSERT INTO t VALUES (?)", ((i,) for i in range(300)))
-    con.commit()
-    con.close()
+    counting_db(tmp_path, 300)
     with SQLiteExecutor(tmp_path, isolation="thread", max_rows=100) as ex:
         e = SQLEnvironment(ex, reward_kind="binary")
         e.reset(db_id="big", gold_sql="SELECT x FROM t")

@@ -386,18 +386,9 @@ def test_parse_completion_never_crashes_on_garbage():
 
 
 @pytest.fixture(scope="module")
-def big_root(tmp_path_factory):
+def big_root(tmp_path_factory, counting_db):
     """``big/big.sqlite``: ``t(x)`` with 20,000 rows, twice the executor's default row cap."""
-    import sqlite3
-
-    root = tmp_path_factory.mktemp("big")
-    (root / "big").mkdir()
-    con = sqlite3.connect(root / "big" / "big.sqlite")
-    con.execute("CREATE TABLE t (x INTEGER)")
-    con.executemany("INSERT INTO t VALUES (?)", ((i,) for i in range(20_000)))
-    con.commit()
-    con.close()
-    return root
+    return counting_db(tmp_path_factory.mktemp("big"), 20_000)
 
 
 def test_truncated_results_are_not_comparable():

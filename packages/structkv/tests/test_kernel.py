@@ -42,14 +42,19 @@ print(json.dumps([out, full]))
 """
 
 
-@pytest.mark.skipif(not triton_available(), reason="triton is not installed")
-def test_triton_kernel_matches_reference_under_interpreter():
+def _run_interpreted(script: str):
+    """Run ``script`` in a fresh interpreter with TRITON_INTERPRET=1; its last stdout line, as JSON."""
     env = dict(os.environ, TRITON_INTERPRET="1")
     proc = subprocess.run(
-        [sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows, full = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not triton_available(), reason="triton is not installed")
+def test_triton_kernel_matches_reference_under_interpreter():
+    rows, full = _run_interpreted(_SCRIPT)
     assert len(rows) == 6  # non-multiple-of-block n, causal edge at the start, G = 1, 2 and 8
     for n, h, h_kv, d_indeg, d_ent in rows:
         assert d_indeg < 1e-5 and d_ent < 1e-5, (n, h, h_kv, d_indeg, d_ent)
@@ -111,12 +116,7 @@ print(json.dumps(res))
 
 @pytest.mark.skipif(not triton_available(), reason="triton is not installed")
 def test_full_centrality_press_same_with_triton_under_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run(
-        [sys.executable, "-c", _PRESS_SCRIPT], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res = _run_interpreted(_PRESS_SCRIPT)
     tri, ref = res["True"], res["False"]
     assert tri["pivot"] == ref["pivot"] is not None
     assert tri["lengths"] == ref["lengths"] == [12] * 4  # 25% of 48 tokens in every layer
