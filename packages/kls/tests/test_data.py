@@ -80,3 +80,48 @@ def test_training_groups_have_bm25_hard_negatives(syn):
         assert not rel & set(negs)
         same_topic += sum(s.doc_topic[n] == s.doc_topic[text_to_id[r["positive"]]] for n in negs)
     assert same_topic / (3 * len(ds)) > 0.5  # hard negatives come from the same topic
+
+
+def test_training_groups_top_up_short_bm25_lists_with_seeded_random_negatives():
+    """Only documents with a positive BM25 score are hard negatives; the rest are random (seeded),
+    never the arbitrary zero-score tail of the BM25 top-k."""
+    from papercore.retrieval import RetrievalData
+
+    corpus = {"pos": "comet orbit", "hard": "comet tail"}
+    corpus |= {f"other{i}": f"bread recipe number{i}" for i in range(20)}
+    data = RetrievalData(corpus=corpus, queries={"q": "comet"}, qrels={"q": {"pos": 1}})
+    groups = [make_training_groups(data, n_negatives=3, seed=s) for s in (0, 0, 1, 2, 3)]
+    assert groups[0].to_list() == groups[1].to_list()  # seeded
+    text_to_id = {t: d for d, t in corpus.items()}
+    tails = set()
+    for ds in groups:
+        (row,) = ds.to_list()
+        negs = [text_to_id[row[f"negative_{j}"]] for j in (1, 2, 3)]
+        assert negs[0] == "hard" and len(set(negs)) == 3 and "pos" not in negs
+        tails.add(tuple(negs[1:]))
+    assert len(tails) > 1  # the top-up follows the seed
+
+
+def test_bm25_weighter_is_the_shared_bm25_up_to_the_k1_plus_1_factor():
+    """kls's BM25 term weights (classic (k1 + 1) numerator) summed over a query's words equal the
+    workspace BM25 (papercore's BM25Index, Lucene variant) times (k1 + 1): same words, idf, norms."""
+    from kls.weighting import BM25Weighter
+    from papercore.retrieval import BM25Index
+
+    docs = {
+        "a": "The comet's tail points away from the Sun, a comet tail of dust.",
+        "b": "A bread recipe: flour, water, salt and a long rise.",
+        "c": "Comet orbits are ellipses; the orbit of a comet is long.",
+        "d": "Rise of the dust storm on Mars.",
+    }
+    queries = ["comet tail", "long rise of bread", "dust comet comet"]
+    for k1, b in ((1.2, 0.75), (2.0, 0.3)):
+        w = BM25Weighter(k1=k1, b=b).fit(list(docs.values()))
+        W = w.matrix(list(docs.values())).toarray()
+        index = BM25Index(k1=k1, b=b, keep_zero_scores=True)
+        index.index(docs)
+        for q in queries:
+            counts = np.zeros(W.shape[1])
+            for t in index.tokenize(q):
+                counts[w.vocabulary_[t]] += 1
+            np.testing.assert_allclose(W @ counts, (k1 + 1) * index.scores(q), rtol=1e-5)

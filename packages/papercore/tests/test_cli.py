@@ -55,6 +55,70 @@ def test_demo_table_and_failures(monkeypatch):
     assert res.exit_code == 2 and "no demo installed for ['nope']" in res.output
 
 
+def test_demo_table_shows_floor_and_kind(monkeypatch):
+    """Issue 12: a ratio against a baseline that learned nothing is labelled a pipeline check."""
+    from papercore.demo import demo_kind
+
+    def claim():
+        return DemoResult(
+            "m",
+            "b",
+            "macro-F1",
+            0.6,
+            0.5,
+            floor=1 / 6,
+            floor_name="chance",
+            kind=demo_kind(0.5, 1 / 6, min_gain=0.1),
+        )
+
+    def check():
+        return DemoResult(
+            "Quad",
+            "Triplet",
+            "nDCG@10",
+            0.22,
+            0.09,
+            floor=0.13,
+            floor_name="zero-shot",
+            kind=demo_kind(0.09, 0.13, min_gain=0.02),
+        )
+
+    monkeypatch.setattr(
+        demo_mod,
+        "discover_demos",
+        lambda group=demo_mod.DEMO_GROUP: {"a": _EP(claim), "z": _EP(check), "old": _EP(_good)},
+    )
+    res = runner.invoke(app, ["demo"], terminal_width=240)
+    assert res.exit_code == 0, res.output
+    rows = {ln.split("│")[1].strip(): ln for ln in res.output.splitlines() if ln.count("│") > 5}
+    assert "claim" in rows["a"] and "0.1667 (chance)" in rows["a"] and "1.2×" in rows["a"]
+    assert (
+        "pipeline check" in rows["z"] and "0.13 (zero-shot)" in rows["z"] and "2.44×" in rows["z"]
+    )
+    assert "claim" in rows["old"] and "—" in rows["old"]  # a demo that reports no floor
+    assert (
+        "z: pipeline check, not a claim: the baseline (Triplet, 0.09) does not clearly beat its floor (zero-shot, 0.13)"
+        in res.output
+    )
+    assert "a: pipeline check" not in res.output
+
+
+def test_demo_kind_and_validation():
+    from papercore.demo import demo_kind
+    from papercore.errors import MalformedInputError
+
+    assert demo_kind(0.5, 0.4, min_gain=0.1) == "claim"
+    assert demo_kind(0.45, 0.4, min_gain=0.1) == "pipeline check"
+    assert demo_kind(1.0, 2.0, min_gain=0.5, higher_is_better=False) == "claim"  # e.g. a loss
+    assert demo_kind(2.0, 1.0, min_gain=0.0, higher_is_better=False) == "pipeline check"
+    with pytest.raises(MalformedInputError, match="min_gain must be >= 0, got -1"):
+        demo_kind(1.0, 0.0, min_gain=-1)
+    with pytest.raises(MalformedInputError, match=r"kind must be one of .*got 'headline'"):
+        DemoResult("m", "b", "x", 1.0, 1.0, kind="headline")
+    with pytest.raises(MalformedInputError, match="needs a floor_name"):
+        DemoResult("m", "b", "x", 1.0, 1.0, floor=0.5)
+
+
 def test_run_demos_rejects_wrong_return_type():
     (r,) = run_demos({"x": _EP(lambda: 3)})
     assert isinstance(r, demo_mod.DemoFailure) and "expected DemoResult" in r.error

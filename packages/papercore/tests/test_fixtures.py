@@ -169,3 +169,11 @@ def test_one_torch_thread_restores_the_count(one_torch_thread):
     assert torch.get_num_threads() == 1
     with pytest.raises(ValueError, match="thread count must be ≥ 1"), torch_threads(0):
         pass
+
+
+def test_model_fixtures_turn_the_hub_off(request, tiny_tokenizer):
+    """Every model fixture depends on ``papercore_offline`` (not autouse: see test_plugin_opt_in)."""
+    import os
+
+    assert "papercore_offline" in request.fixturenames
+    assert os.environ["HF_HUB_OFFLINE"] == os.environ["TRANSFORMERS_OFFLINE"] == "1"

@@ -15,6 +15,15 @@ def backend(tiny_llama, tiny_tokenizer):
 PROMPTS = ["count: 1 2 3", "SELECT name FROM", "The model reads"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models on a shared CPU: one torch thread (more only spin-wait; 70x slower under load)."""
+    from papercore.seeding import torch_threads
+
+    with torch_threads(1):
+        yield
+
+
 def test_n_completions_per_prompt(backend):
     outs = backend.generate(PROMPTS, SamplingConfig(n=3, max_new_tokens=6, seed=0))
     assert len(outs) == 3 and all(len(o) == 3 for o in outs)

@@ -5,8 +5,32 @@ from papercore.errors import ModelNotAvailableError
 from papercore.models import load_model, load_tokenizer, offline_mode, resolve_dtype
 
 
-def test_plugin_forces_offline():
-    assert offline_mode()
+def test_offline_fixture_turns_the_hub_off(papercore_offline):
+    import huggingface_hub.constants
+
+    assert offline_mode() and huggingface_hub.constants.HF_HUB_OFFLINE
+
+
+def test_hub_offline_restores_the_environment(monkeypatch):
+    """The plugin's offline switch puts back what was there, env vars and huggingface_hub's constant."""
+    import os
+
+    import huggingface_hub.constants
+
+    from papercore.models import HUB_OFFLINE_ENV as OFFLINE_ENV
+    from papercore.models import hub_offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    before = {k: os.environ.get(k) for k in OFFLINE_ENV}
+    with hub_offline():
+        assert os.environ["HF_HUB_OFFLINE"] == os.environ["TRANSFORMERS_OFFLINE"] == "1"
+        assert huggingface_hub.constants.HF_HUB_OFFLINE is True
+        assert offline_mode()
+    assert {k: os.environ.get(k) for k in OFFLINE_ENV} == before
+    assert "HF_HUB_OFFLINE" not in os.environ
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False
 
 
 def test_load_model_from_local_dir_matches_original(tiny_model_dir, tiny_llama, tiny_tokenizer):
@@ -91,3 +115,184 @@ def test_partly_existing_relative_path_never_contacts_the_hub(tmp_path, monkeypa
     with pytest.raises(ModelNotAvailableError, match="could not be downloaded"):
         load_tokenizer("some-org/model", allow_download=True)
     assert calls == [True, True, False]
+
+
+def _record_hub_calls(monkeypatch):
+    """AutoTokenizer.from_pretrained replaced by a recorder; downloads allowed (offline unset)."""
+    import transformers
+
+    calls: list[tuple[str, bool]] = []
+
+    def fake_from_pretrained(name, **kwargs):
+        calls.append((name, kwargs.get("local_files_only", False)))
+        raise OSError(f"{name} not found")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake_from_pretrained)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    return calls
+
+
+def test_a_path_given_as_a_path_never_reaches_the_hub(tmp_path, monkeypatch):
+    """Issue 12: a missing directory fell back to the hub (78 s of retries). Anything shaped like a
+    path fails at once without even a local-cache lookup."""
+    from pathlib import Path
+
+    calls = _record_hub_calls(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        Path("nope"),
+        Path("org/name"),  # a CLI's typer Path option: declared a path
+        "./nope",
+        "nope/x/y",
+        "/abs/nope",
+        "models\\run1",
+        "~/nope",
+    ):
+        with pytest.raises(ModelNotAvailableError, match=r"does not exist.*never looked up"):
+            load_tokenizer(name, allow_download=True)
+    assert calls == []
+
+
+def test_a_bare_name_is_looked_up_locally_but_never_on_the_hub(tmp_path, monkeypatch):
+    calls = _record_hub_calls(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotAvailableError, match=r"hub was not contacted.*'org/name'"):
+        load_tokenizer("nope", allow_download=True)
+    assert calls == [("nope", True)]  # the local cache only
+
+
+def test_only_an_org_name_id_reaches_the_hub_after_the_local_checks(tmp_path, monkeypatch):
+    calls = _record_hub_calls(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotAvailableError, match="could not be downloaded"):
+        load_tokenizer("some-org/model", allow_download=True)
+    assert calls == [("some-org/model", True), ("some-org/model", False)]
+    with pytest.raises(ModelNotAvailableError, match="allow_download=False"):
+        load_tokenizer("some-org/model", allow_download=False)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("HuggingFaceTB/SmolLM2-135M-Instruct", True),
+        ("sentence-transformers/all-MiniLM-L6-v2", True),
+        ("org/name.v1", True),
+        ("gpt2", False),
+        ("org/name/extra", False),
+        ("org//name", False),
+        ("org/na--me", False),
+        ("org/..", False),
+        ("-org/name", False),
+        ("org/name.", False),
+        ("org/na me", False),
+        ("", False),
+    ],
+)
+def test_is_hub_id(name, expected):
+    from papercore.models import is_hub_id
+
+    assert is_hub_id(name) is expected
+
+
+def test_a_name_of_the_wrong_type_is_a_type_error():
+    with pytest.raises(TypeError, match=r"hub id 'org/name', got int: 3"):
+        load_tokenizer(3)
+
+
+class _FakePartialState:
+    """accelerate.PartialState on rank 3 of a 4-GPU node (no GPU needed: only the device is read)."""
+
+    calls = 0
+
+    def __init__(self):
+        type(self).calls += 1
+        self.device = torch.device("cuda", 3)
+
+
+def _launched(monkeypatch, local_rank="3", world_size="4"):
+    import accelerate
+
+    _FakePartialState.calls = 0
+    monkeypatch.setattr(accelerate, "PartialState", _FakePartialState)
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setenv("WORLD_SIZE", world_size)
+
+
+def test_local_device_outside_a_launch_is_the_usual_default(monkeypatch):
+    from papercore.models import distributed_launch, local_device, resolve_device
+
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert not distributed_launch()
+    assert local_device() == resolve_device(None)
+
+
+def test_local_device_under_a_launch_is_the_ranks_device(monkeypatch):
+    from papercore.models import distributed_launch, local_device
+
+    _launched(monkeypatch)
+    assert distributed_launch()
+    assert local_device() == torch.device("cuda", 3)
+    assert _FakePartialState.calls == 1
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not distributed_launch()
+    monkeypatch.setenv("WORLD_SIZE", "2")  # WORLD_SIZE > 1 alone is a launch too
+    assert distributed_launch()
+
+
+def test_local_device_on_a_real_cpu_partial_state(monkeypatch):
+    """The real accelerate: an initialised PartialState (as in a script run by ``accelerate launch``)
+    counts as a launch, and on this CPU machine its device, hence the model's, is the CPU."""
+    pytest.importorskip("accelerate")
+    from accelerate import PartialState
+
+    from papercore.models import distributed_launch, local_device
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU case")
+    for var in ("LOCAL_RANK", "WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    was_initialised = bool(PartialState._shared_state)
+    state = PartialState()
+    try:
+        assert distributed_launch()
+        assert local_device() == state.device == torch.device("cpu")
+    finally:
+        if not was_initialised:
+            PartialState._reset_state()
+    if not was_initialised:
+        assert not distributed_launch()
+
+
+def test_load_model_under_a_launch_moves_to_the_ranks_device(monkeypatch, tiny_model_dir):
+    """load_model(device=None) on rank 3 targets cuda:3, never cuda:0 (``.to`` is recorded, not run)."""
+    import transformers
+
+    targets = []
+
+    def record_to(self, *args, **kwargs):
+        targets.append(args[0] if args else kwargs.get("device"))
+        return self
+
+    _launched(monkeypatch)
+    monkeypatch.setattr(transformers.PreTrainedModel, "to", record_to)
+    load_model(tiny_model_dir, dtype="float32")
+    load_model(tiny_model_dir, dtype="float32", device="auto")
+    load_model(tiny_model_dir, dtype="float32", device="cpu")  # an explicit device wins
+    assert targets == [torch.device("cuda", 3), torch.device("cuda", 3), torch.device("cpu")]
+
+
+def test_missing_sentence_transformers_names_the_extra(monkeypatch):
+    import sys
+
+    from papercore.errors import BackendUnavailableError
+    from papercore.models import import_sentence_transformers, load_sentence_transformer
+
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(BackendUnavailableError, match=r"pip install \"papercore\[st\]\""):
+        import_sentence_transformers("a test")
+    with pytest.raises(BackendUnavailableError, match="loading a sentence-transformers model"):
+        load_sentence_transformer("org/name")

@@ -25,7 +25,7 @@ def test_demo_returns_method_and_baseline_from_the_same_run():
     from papercore.demo import DemoResult
     from papercore.retrieval import make_synthetic_retrieval
     from quadbert import BM25Retriever, evaluate_run
-    from quadbert.demo import METRICS, DemoConfig, run_demo
+    from quadbert.demo import METRICS, MIN_GAIN_OVER_ZERO_SHOT, DemoConfig, run_demo
 
     config = DemoConfig(epochs=1, n_per_query=1)
     res = run_demo(seed=0, config=config)
@@ -48,6 +48,10 @@ def test_demo_returns_method_and_baseline_from_the_same_run():
         bm25.search(data.test.queries, k=100), data.test.qrels, METRICS
     )
     assert results["BM25"]["R@100"] == pytest.approx(1.0)  # the synthetic data is lexical at heart
+    # issue 12: the zero-shot model is the floor, and the kind follows from the measured numbers
+    assert (res.floor, res.floor_name) == (results["zero-shot"]["nDCG@10"], "zero-shot")
+    gain = results["TripletLoss"]["nDCG@10"] - results["zero-shot"]["nDCG@10"]
+    assert res.kind == ("claim" if gain >= MIN_GAIN_OVER_ZERO_SHOT else "pipeline check")
     # deterministic, as the README promises: a second run prints the same numbers
     again = run_demo(seed=0, config=config)
     assert again.details["results"] == results

@@ -221,8 +221,8 @@ def eval_(
 
     setup_logging(verbose)
     texts, labels = _read(data, text_col, label_col)
-    clf = load_model(str(model_dir), task="seq-cls")
-    tok = load_tokenizer(str(model_dir))
+    clf = load_model(model_dir, task="seq-cls")
+    tok = load_tokenizer(model_dir)
     label2id = {str(k): int(v) for k, v in clf.config.label2id.items()}
     unknown = sorted({str(y) for y in labels} - set(label2id))
     if unknown:

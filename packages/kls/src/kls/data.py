@@ -216,8 +216,10 @@ def make_training_groups(
 ):
     """A ``datasets.Dataset`` of ``(anchor, positive, negative_1..negative_N)`` rows, one per
     (query, relevant document) pair (at most ``positives_per_query`` per query, chosen at random),
-    with BM25 hard negatives (bm25s; relevant documents excluded) or random negatives
-    (``method="random"``)."""
+    with BM25 hard negatives (:class:`papercore.retrieval.BM25Index`, Lucene BM25 with ``k1``,
+    b = 0.75, English stop words; relevant documents excluded) or random negatives
+    (``method="random"``). A query with fewer than ``n_negatives`` non-relevant documents of
+    positive BM25 score among its top ``n_negatives + 50`` is topped up with random ones (seeded)."""
     import datasets
 
     from papercore.retrieval import as_qrels
@@ -251,21 +253,15 @@ def make_training_groups(
             pairs.extend(ps[i] for i in sorted(pick))
     ranked: dict[str, list[str]] = {}
     if method == "bm25":
-        import bm25s
+        from papercore.retrieval import BM25Index
 
-        retriever = bm25s.BM25(k1=k1, b=0.75)
-        retriever.index(
-            bm25s.tokenize([data.corpus[d] for d in doc_ids], stopwords="en", show_progress=False),
-            show_progress=False,
-        )
+        # zero-score hits (no shared term) are not hard negatives: a short list is topped up
+        # with seeded random negatives below
+        retriever = BM25Index(k1=k1, b=0.75, keep_zero_scores=False)
+        retriever.index(dict(data.corpus))
         qs = sorted({q for q, _ in pairs})
-        k = min(len(doc_ids), n_negatives + 50)
-        res, _ = retriever.retrieve(
-            bm25s.tokenize([data.queries[q] for q in qs], stopwords="en", show_progress=False),
-            k=k,
-            show_progress=False,
-        )
-        ranked = {q: [doc_ids[int(i)] for i in row] for q, row in zip(qs, res, strict=True)}
+        run = retriever.search({q: data.queries[q] for q in qs}, k=n_negatives + 50)
+        ranked = {q: list(run[q]) for q in qs}
     elif method != "random":
         raise ValueError(f"method must be 'bm25' or 'random', got {method!r}")
     rows: dict[str, list[str]] = {"anchor": [], "positive": []}

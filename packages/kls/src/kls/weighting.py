@@ -23,10 +23,11 @@ _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
 def english_stopwords() -> frozenset[str]:
-    """The English stopword list of bm25s (the BM25 library the spec names)."""
-    from bm25s.stopwords import STOPWORDS_EN
+    """The English stopword list of bm25s (the BM25 library the spec names), as the workspace's
+    BM25 (:class:`papercore.retrieval.BM25Index`) uses it."""
+    from papercore.retrieval.bm25 import stopword_list
 
-    return frozenset(STOPWORDS_EN)
+    return stopword_list("en")
 
 
 def word_tokenize(text: str) -> list[str]:

@@ -2,8 +2,10 @@
 
 Offline model loading (:mod:`papercore.models`), generation backends behind one sampling protocol
 (:mod:`papercore.generation`), strict JSONL/table IO with atomic writes (:mod:`papercore.io`),
-seeding, CLI helpers and the demo registry (:mod:`papercore.cli`, :mod:`papercore.demo`), and
-offline tiny-model builders + a pytest plugin for tests (:mod:`papercore.testing`).
+seeding, CLI helpers and the demo registry (:mod:`papercore.cli`, :mod:`papercore.demo`), decoder layers
+and their outputs across architectures (:mod:`papercore.layers`), machine-valid ``TrainingArguments`` / TRL
+configs (:mod:`papercore.trainer_args`), and offline tiny-model builders + a pytest plugin for tests
+(:mod:`papercore.testing`).
 
 Names are imported lazily so that ``import papercore`` (and every CLI's ``--help``) stays fast.
 """
@@ -21,7 +23,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 _EXPORTS = {
-    "papercore.demo": ("DemoResult",),
+    "papercore.demo": ("DemoResult", "demo_kind"),
     "papercore.errors": (
         "BackendResponseError",
         "BackendUnavailableError",
@@ -29,7 +31,9 @@ _EXPORTS = {
         "MalformedInputError",
         "ModelNotAvailableError",
         "PapercoreError",
+        "TrainingSettingsError",
         "UnknownBackendError",
+        "UnsupportedArchitectureError",
     ),
     "papercore.generation": ("Completion", "SamplingConfig", "make_backend"),
     "papercore.io": (
@@ -41,15 +45,20 @@ _EXPORTS = {
         "write_json",
         "write_jsonl",
     ),
+    "papercore.layers": ("decoder_layers", "layer_hidden", "replace_layer_hidden"),
     "papercore.machine": ("machine_info",),
     "papercore.models": (
+        "hub_offline",
+        "is_hub_id",
         "load_model",
         "load_sentence_transformer",
         "load_tokenizer",
+        "local_device",
         "resolve_device",
         "resolve_dtype",
     ),
     "papercore.seeding": ("seed_everything",),
+    "papercore.trainer_args": ("training_args",),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
@@ -59,15 +68,23 @@ __all__ = [
     "BackendUnavailableError",
     "Completion",
     "DemoResult",
+    "demo_kind",
+    "hub_offline",
+    "is_hub_id",
+    "local_device",
     "JSONLError",
     "MalformedInputError",
     "ModelNotAvailableError",
     "PapercoreError",
     "SamplingConfig",
+    "TrainingSettingsError",
     "UnknownBackendError",
+    "UnsupportedArchitectureError",
     "append_jsonl",
     "atomic_write",
+    "decoder_layers",
     "iter_jsonl",
+    "layer_hidden",
     "load_model",
     "load_sentence_transformer",
     "load_tokenizer",
@@ -75,9 +92,11 @@ __all__ = [
     "make_backend",
     "read_jsonl",
     "read_table",
+    "replace_layer_hidden",
     "resolve_device",
     "resolve_dtype",
     "seed_everything",
+    "training_args",
     "write_json",
     "write_jsonl",
 ]
@@ -87,7 +106,7 @@ __getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from papercore.demo import DemoResult
+    from papercore.demo import DemoResult, demo_kind
     from papercore.errors import (
         BackendResponseError,
         BackendUnavailableError,
@@ -95,7 +114,9 @@ if TYPE_CHECKING:  # pragma: no cover
         MalformedInputError,
         ModelNotAvailableError,
         PapercoreError,
+        TrainingSettingsError,
         UnknownBackendError,
+        UnsupportedArchitectureError,
     )
     from papercore.generation import Completion, SamplingConfig, make_backend
     from papercore.io import (
@@ -107,12 +128,17 @@ if TYPE_CHECKING:  # pragma: no cover
         write_json,
         write_jsonl,
     )
+    from papercore.layers import decoder_layers, layer_hidden, replace_layer_hidden
     from papercore.machine import machine_info
     from papercore.models import (
+        hub_offline,
+        is_hub_id,
         load_model,
         load_sentence_transformer,
         load_tokenizer,
+        local_device,
         resolve_device,
         resolve_dtype,
     )
     from papercore.seeding import seed_everything
+    from papercore.trainer_args import training_args

@@ -202,39 +202,56 @@ def demo(
         raise typer.Exit(2) from None
     table = Table(title="papercore demo")
     if not out.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-        out.width = max(out.width, 160)
+        out.width = max(out.width, 200)
+    numeric = ("method value", "baseline value", "floor", "ratio", "seconds")
     for col in (
         "package",
+        "kind",
         "method",
         "baseline",
         "metric",
         "method value",
         "baseline value",
+        "floor",
         "ratio",
         "seconds",
     ):
-        table.add_column(
-            col,
-            justify="right"
-            if col in ("method value", "baseline value", "ratio", "seconds")
-            else "left",
-        )
+        table.add_column(col, justify="right" if col in numeric else "left")
     failures = [r for r in results if isinstance(r, DemoFailure)]
+    checks = []
     for r in results:
         if isinstance(r, DemoFailure):
-            table.add_row(r.package, "[red]FAILED[/]", "", "", "", "", "", f"{r.seconds:.1f}")
-        else:
             table.add_row(
-                r.package,
-                r.method,
-                r.baseline,
-                r.metric,
-                f"{r.value:.4g}",
-                f"{r.baseline_value:.4g}",
-                f"{r.ratio:.3g}×",
-                f"{r.seconds:.1f}",
+                r.package, "", "[red]FAILED[/]", "", "", "", "", "", "", f"{r.seconds:.1f}"
             )
+            continue
+        floor = "—" if r.floor is None else f"{r.floor:.4g} ({r.floor_name})"
+        ratio = f"{r.ratio:.3g}×"
+        if r.kind == "pipeline check":
+            checks.append(r)
+            ratio = f"[dim]{ratio}[/]"
+        table.add_row(
+            r.package,
+            r.kind,
+            r.method,
+            r.baseline,
+            r.metric,
+            f"{r.value:.4g}",
+            f"{r.baseline_value:.4g}",
+            floor,
+            ratio,
+            f"{r.seconds:.1f}",
+        )
     out.print(table)
+    for r in checks:
+        out.print(
+            f"{r.package}: pipeline check, not a claim: the baseline ({r.baseline}, "
+            f"{r.baseline_value:.4g}) does not clearly beat its floor"
+            + ("" if r.floor is None else f" ({r.floor_name}, {r.floor:.4g})")
+            + " in this miniature, so the ratio only shows that the pipeline runs end to end.",
+            highlight=False,
+            soft_wrap=True,
+        )
     for r in failures:
         out.print(f"FAILED {r.package}: {r.error}", highlight=False, soft_wrap=True)
     if failures:

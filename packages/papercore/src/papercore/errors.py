@@ -35,3 +35,12 @@ class BackendUnavailableError(PapercoreError, ImportError):
 
 class BackendResponseError(PapercoreError, RuntimeError):
     """A generation server answered with something papercore cannot use (HTTP error, missing fields, missing logprobs)."""
+
+
+class UnsupportedArchitectureError(PapercoreError, TypeError):
+    """A model (or a layer output) whose structure papercore does not know; names the class and what is supported."""
+
+
+class TrainingSettingsError(PapercoreError, ValueError, TypeError):
+    """Training arguments that cannot be built: bf16 without a bf16-capable accelerator (a ValueError), an unknown
+    field or a class that is not a ``TrainingArguments`` (a TypeError, as Python raises for a bad keyword)."""

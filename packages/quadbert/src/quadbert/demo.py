@@ -5,6 +5,18 @@ mined with BM25 from the synthetic collection of ``papercore.retrieval``, once w
 sentence-transformers' ``TripletLoss`` (q, p, h) and once with ``QuadrupletLoss`` (q, p, h, s), same
 data, seed and schedule; both are evaluated on test queries about entities never seen in training
 (faiss flat, ir_measures). Zero-shot and BM25 are reported beside them. CPU, well under a minute.
+
+The untrained (zero-shot) model is the floor: the result is a ``"claim"`` only when TripletLoss
+beats it by at least ``MIN_GAIN_OVER_ZERO_SHOT`` nDCG@10, and a ``"pipeline check"`` otherwise.
+With the defaults (seed 0) TripletLoss ends *below* zero-shot (0.090 vs 0.130; it was printed as
+"QuadrupletLoss 2.41× TripletLoss" before issue 12): on a randomly initialised 2-layer encoder with
+BM25-mined same-topic hard negatives the triplet objective collapses, and the quadruplet term keeps
+it from collapsing. No setting tried made the baseline learn (seed 0, TripletLoss / QuadrupletLoss
+/ zero-shot nDCG@10: lr 2e-4 3 epochs 0.090 / 0.217 / 0.130; lr 1e-3 0.024 / 0.236; lr 5e-4 6
+epochs 0.053 / 0.240; lr 2e-4 10 epochs 0.057 / 0.241; lr 1e-3 6 epochs margin 1.0 0.043 /
+0.190), so the demo stays a pipeline check. That is an observation about this miniature, not the paper's claim (a
+pretrained encoder fine-tuned from a working start); the slow MiniLM test and the bench are the
+places for that.
 """
 
 from __future__ import annotations
@@ -15,10 +27,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from papercore.demo import DemoResult
+from papercore.demo import DemoResult, demo_kind
 from papercore.seeding import torch_threads
 
 METRICS = ("MRR@10", "R@10", "R@100", "nDCG@10")
+#: TripletLoss must beat the untrained model by this much (the metric's units) for a "claim"
+MIN_GAIN_OVER_ZERO_SHOT = 0.02
 
 
 @dataclass(frozen=True)
@@ -99,12 +113,16 @@ def run_demo(seed: int = 0, config: DemoConfig | None = None) -> DemoResult:
             results[name] = _evaluate(model, data)
 
     m = cfg.metric
+    baseline, floor = results["TripletLoss"][m], results["zero-shot"][m]
     return DemoResult(
         method="QuadrupletLoss",
         baseline="TripletLoss",
         metric=f"{m} (unseen test queries)",
         value=results["QuadrupletLoss"][m],
-        baseline_value=results["TripletLoss"][m],
+        baseline_value=baseline,
+        floor=floor,
+        floor_name="zero-shot",
+        kind=demo_kind(baseline, floor, min_gain=MIN_GAIN_OVER_ZERO_SHOT),
         details={
             "metrics": list(METRICS),
             "results": results,

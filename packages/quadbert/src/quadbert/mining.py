@@ -57,7 +57,8 @@ def build_quadruplets(
         hard_k: size of the miner's top-k hard pool (capped, with a warning, to ``len(corpus) − 2``).
         n_per_query: quadruplets per query; positives are cycled, hard negatives drawn without
             replacement while the pool lasts.
-        miner: ``"bm25"`` (bm25s) or a SentenceTransformer whose exact (flat faiss) top-k is the pool.
+        miner: ``"bm25"`` (:class:`~quadbert.bm25.BM25Retriever`: papercore's bm25s BM25, k1 = 1.5)
+            or a SentenceTransformer whose exact (flat faiss) top-k is the pool.
         skip_top: best-ranked non-positive candidates left out of the hard negatives (and of the
             simple ones). ``None`` (default): 10 when ``miner`` is a model, 0 for ``"bm25"``.
         seed: sampling seed; the same inputs and seed give the same dataset.
@@ -211,7 +212,8 @@ def _rank(
             raise MiningError(f"miner must be 'bm25' or a SentenceTransformer, got {miner!r}")
         from quadbert.bm25 import BM25Retriever
 
-        retriever: Any = BM25Retriever()
+        # the pool holds only documents with a positive BM25 score (no arbitrary zero-score fill)
+        retriever: Any = BM25Retriever(keep_zero_scores=False)
     elif hasattr(miner, "encode"):
         from papercore.retrieval import FaissRetriever
 
@@ -222,7 +224,10 @@ def _rank(
         raise MiningError(
             f"miner must be 'bm25' or a SentenceTransformer, got {type(miner).__name__}"
         )
-    retriever.index(corpus)
+    try:
+        retriever.index(corpus)
+    except MalformedInputError as e:  # e.g. no document has a term left after stop-word removal
+        raise MiningError(str(e)) from None
     run = retriever.search(queries, k=k)
     return {q: sorted(docs, key=docs.__getitem__, reverse=True) for q, docs in run.items()}
 

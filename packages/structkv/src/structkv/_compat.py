@@ -6,6 +6,8 @@ from typing import Any
 
 import torch
 
+from papercore.errors import UnsupportedArchitectureError
+from papercore.layers import decoder_stack
 from structkv.errors import UnsupportedModelError
 
 SUPPORTED = (
@@ -54,15 +56,26 @@ def layer_length(cache, layer: int) -> int:
 
 
 def base_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The decoder stack (``LlamaModel`` …) of a causal LM or of the stack itself."""
-    if hasattr(model, "layers"):
-        return model
-    inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "layers"):
-        return inner
-    raise UnsupportedModelError(
-        f"{type(model).__name__} has no decoder layer list (model.model.layers); supported: {SUPPORTED}"
-    )
+    """The decoder stack (``LlamaModel`` …) of a causal LM, of a peft ``PeftModel`` around one, or of the stack
+    itself: the module whose ``.layers`` are the decoder layers (found by :func:`papercore.layers.decoder_stack`).
+
+    Raises:
+        UnsupportedModelError: no decoder layers at all, or layers not in a Llama-style ``.layers`` list
+            (GPT-2's ``transformer.h``): the presses hook Llama-style stacks only.
+    """
+    try:
+        stack = decoder_stack(model)
+    except UnsupportedArchitectureError as exc:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no decoder layer list (model.model.layers): {exc}. "
+            f"structkv supports: {SUPPORTED}"
+        ) from exc
+    if not isinstance(getattr(stack, "layers", None), torch.nn.ModuleList):
+        raise UnsupportedModelError(
+            f"{type(model).__name__} keeps its decoder layers in {type(stack).__name__}, not in a Llama-style "
+            f"list (model.model.layers); supported: {SUPPORTED}"
+        )
+    return stack
 
 
 def check_supported(model: torch.nn.Module) -> torch.nn.Module:

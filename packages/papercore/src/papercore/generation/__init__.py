@@ -1,4 +1,7 @@
-"""Generation backends behind one protocol: ``make_backend(name, ...).generate(prompts, SamplingConfig(n=...))``."""
+"""Generation backends behind one protocol: ``make_backend(name, ...).generate(prompts, SamplingConfig(n=...))``.
+
+Every backend also takes ``generate(..., adapters=[name or None, ...])``: one LoRA adapter per prompt.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,13 @@ from typing import Any
 
 from papercore.errors import UnknownBackendError
 from papercore.generation.base import (
+    AdapterError,
     Completion,
     GenerationBackend,
     Message,
     Prompt,
     SamplingConfig,
+    check_adapters,
     check_prompts,
     cut_at_stop,
     encode_prompt,
@@ -46,11 +51,13 @@ def make_backend(name: str, **kwargs: Any) -> GenerationBackend:
 
 __all__ = [
     "BACKENDS",
+    "AdapterError",
     "Completion",
     "GenerationBackend",
     "Message",
     "Prompt",
     "SamplingConfig",
+    "check_adapters",
     "check_prompts",
     "cut_at_stop",
     "encode_prompt",

@@ -19,6 +19,12 @@ the BOS (``{{ bos_token }}``) where the model wants one, and the rendered text i
 *without* adding special tokens again (what ``apply_chat_template(tokenize=True)`` does). So both
 kinds start with exactly one BOS on tokenizers that have one. A string that is an already
 rendered chat text therefore gets a second BOS on such tokenizers: pass the message list instead.
+
+Per-prompt LoRA adapters: every backend's ``generate`` takes ``adapters=[name or None, ...]``,
+one entry per prompt (``None`` = the base model), validated by :func:`check_adapters`. The
+transformers backend runs peft's mixed-adapter batches, the vLLM backend sends one
+``LoRARequest`` per prompt, and the OpenAI-compatible backend sends the adapter name as the
+request's ``model`` (vLLM's server serves each LoRA module under its own model name).
 """
 
 from __future__ import annotations
@@ -27,8 +33,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from papercore.errors import PapercoreError
+
 Message = dict[str, Any]
 Prompt = str | list[Message]
+
+
+class AdapterError(PapercoreError, ValueError):
+    """Per-prompt adapters that do not fit the call or the backend: a list of the wrong length, a
+    name that is not a string, an adapter the backend does not know, or a model without adapters."""
 
 
 @dataclass(frozen=True)
@@ -87,9 +100,17 @@ class GenerationBackend(Protocol):
     name: str
 
     def generate(
-        self, prompts: Sequence[Prompt], config: SamplingConfig | None = None
+        self,
+        prompts: Sequence[Prompt],
+        config: SamplingConfig | None = None,
+        *,
+        adapters: Sequence[str | None] | None = None,
     ) -> list[list[Completion]]:
-        """Return ``len(prompts)`` lists, each of ``config.n`` completions."""
+        """Return ``len(prompts)`` lists, each of ``config.n`` completions.
+
+        ``adapters``: one LoRA adapter name per prompt (``None`` = the base model), or ``None``
+        for the model as configured.
+        """
         ...
 
 
@@ -139,3 +160,31 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     if cut < 0:
         return text, False
     return text[:cut], True
+
+
+def check_adapters(
+    adapters: Sequence[str | None] | None, n_prompts: int
+) -> list[str | None] | None:
+    """Validate per-prompt adapter names at the boundary: ``None``, or one ``str | None`` per prompt.
+
+    Raises :class:`AdapterError` on a single string, a list of the wrong length, or an entry
+    that is neither a non-empty string nor ``None``.
+    """
+    if adapters is None:
+        return None
+    if isinstance(adapters, str):
+        raise AdapterError(
+            f"adapters must be a list with one adapter name (or None) per prompt, got the single "
+            f"string {adapters!r}; pass [{adapters!r}] * len(prompts)"
+        )
+    out = list(adapters)
+    if len(out) != n_prompts:
+        raise AdapterError(
+            f"adapters must have one entry per prompt: got {len(out)} adapter names for {n_prompts} prompts"
+        )
+    for i, a in enumerate(out):
+        if a is not None and (not isinstance(a, str) or not a):
+            raise AdapterError(
+                f"adapter {i} must be an adapter name (non-empty string) or None, got {a!r}"
+            )
+    return out

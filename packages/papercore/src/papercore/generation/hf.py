@@ -14,22 +14,38 @@ Batching never changes a completion:
   differences of left-padded batches), and the caller's torch RNG is not touched when a seed is
   given. With ``seed=None`` one base seed is drawn from torch's global RNG per call, so
   :func:`papercore.seeding.seed_everything` still makes runs reproducible.
+
+LoRA adapters (peft): ``generate(prompts, config, adapters=[name or None, ...])`` runs one batch
+with a different adapter per prompt through peft's mixed-adapter inference
+(``model.generate(..., adapter_names=[...])``, one name per expanded row, ``"__base__"`` for the
+base model). The adapters' weights are applied per row, so a mixed batch gives the same tokens
+as one run per adapter. ``set_adapter`` is never called: the model's active adapter is not
+changed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
-from collections.abc import Sequence
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from papercore.errors import BackendUnavailableError, ModelNotAvailableError
 from papercore.generation.base import (
+    AdapterError,
     Completion,
     Prompt,
     SamplingConfig,
+    check_adapters,
     check_prompts,
     cut_at_stop,
     encode_prompt,
@@ -37,15 +53,29 @@ from papercore.generation.base import (
 
 logger = logging.getLogger(__name__)
 
+BASE_ADAPTER = "__base__"
+"""peft's name for "no adapter" in a mixed-adapter batch (``adapter_names``)."""
+
 
 class TransformersBackend:
     """Batched sampling from a loaded transformers causal LM.
 
     Args:
-        model: a ``PreTrainedModel`` with a generation head (or a path / name, loaded offline first).
+        model: a ``PreTrainedModel`` with a generation head (or a path / name, loaded offline
+            first), or a peft ``PeftModel`` wrapping one.
         tokenizer: its tokenizer (loaded from ``model`` when ``None`` and ``model`` is a path).
         batch_size: prompts per ``generate`` call (each expands to ``n`` sequences); it does not
             change the completions (see the module doc), only speed and memory.
+        adapters: LoRA adapters to load with peft (``papercore[peft]``), ``{name: local adapter
+            directory}`` (a ``save_pretrained`` output with ``adapter_config.json``). A plain model
+            is wrapped in a ``PeftModel`` (``self.model``) and ``generate`` without ``adapters``
+            then runs the base model; on a ``PeftModel`` they are added to its adapters.
+
+    ``generate(..., adapters=[...])`` picks an adapter per prompt (see the module doc). Without
+    ``adapters`` a ``PeftModel`` passed in runs as peft runs it (its active adapter). Calls of
+    ``generate`` on one ``PeftModel`` are serialised by a per-model lock: peft passes
+    ``adapter_names`` through hooks registered on the shared modules, so two threads generating
+    at once would see each other's adapter lists.
     """
 
     name = "transformers"
@@ -58,6 +88,7 @@ class TransformersBackend:
         batch_size: int = 8,
         device: str | None = None,
         dtype: str = "auto",
+        adapters: Mapping[str, str | os.PathLike[str]] | None = None,
     ):
         from papercore.models import load_model, load_tokenizer
 
@@ -66,16 +97,41 @@ class TransformersBackend:
             model = load_model(model, device=device, dtype=dtype)
         if tokenizer is None:
             raise ValueError("TransformersBackend needs a tokenizer when given a model object")
+        # adapter_names entry of a call without ``adapters``: None = the model as peft runs it
+        self._default_adapter: str | None = None
+        if adapters:
+            wrapped = not is_peft_model(model)
+            model = load_lora_adapters(model, adapters)
+            if wrapped:
+                self._default_adapter = BASE_ADAPTER
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
 
+    @property
+    def adapter_names(self) -> list[str]:
+        """Names of the adapters loaded on the model (empty for a model without peft adapters)."""
+        return loaded_adapters(self.model)
+
     @torch.no_grad()
     def generate(
-        self, prompts: Sequence[Prompt], config: SamplingConfig | None = None
+        self,
+        prompts: Sequence[Prompt],
+        config: SamplingConfig | None = None,
+        *,
+        adapters: Sequence[str | None] | None = None,
     ) -> list[list[Completion]]:
+        """Sample ``config.n`` completions per prompt.
+
+        Args:
+            prompts: strings or chat message lists.
+            config: sampling settings (default ``SamplingConfig()``).
+            adapters: one LoRA adapter name per prompt (``None`` = the base model), run in mixed
+                batches; needs a ``PeftModel`` with those adapters loaded.
+        """
         config = config or SamplingConfig()
         prompts = check_prompts(prompts)
+        rows = self._adapter_rows(check_adapters(adapters, len(prompts)), len(prompts))
         ids = [encode_prompt(p, self.tokenizer) for p in prompts]
         for i, row in enumerate(ids):
             if not row:
@@ -84,11 +140,44 @@ class TransformersBackend:
         out: list[list[Completion]] = []
         for start in range(0, len(ids), self.batch_size):
             chunk = ids[start : start + self.batch_size]
-            out.extend(self._generate_batch(chunk, config, base_seed, start))
+            names = None if rows is None else rows[start : start + self.batch_size]
+            out.extend(self._generate_batch(chunk, config, base_seed, start, names))
         return out
 
+    def _adapter_rows(self, adapters: list[str | None] | None, n_prompts: int) -> list[str] | None:
+        """peft's ``adapter_names`` entry per prompt, or ``None`` to run the model as it is."""
+        if adapters is None:
+            if self._default_adapter is None:
+                return None
+            rows = [self._default_adapter] * n_prompts
+        else:
+            if not is_peft_model(self.model):
+                raise AdapterError(
+                    f"adapters were given but the model is a {type(self.model).__name__}, not a "
+                    "peft PeftModel with adapters loaded; load them with "
+                    "TransformersBackend(model, tokenizer, adapters={name: path, ...}) or with peft"
+                )
+            loaded = loaded_adapters(self.model)
+            unknown = sorted({a for a in adapters if a is not None and a not in loaded})
+            if unknown:
+                raise AdapterError(
+                    f"unknown adapter(s) {unknown}; the model has these adapters loaded: {loaded}"
+                )
+            rows = [BASE_ADAPTER if a is None else a for a in adapters]
+        if self.model.training:
+            raise AdapterError(
+                "per-prompt adapters need the model in eval mode (peft refuses adapter_names in "
+                "training mode); call model.eval() first"
+            )
+        return rows
+
     def _generate_batch(
-        self, prompt_ids: list[list[int]], config: SamplingConfig, base_seed: int | None, start: int
+        self,
+        prompt_ids: list[list[int]],
+        config: SamplingConfig,
+        base_seed: int | None,
+        start: int,
+        adapter_rows: list[str] | None = None,
     ) -> list[list[Completion]]:
         from transformers import LogitsProcessorList
 
@@ -127,7 +216,11 @@ class TransformersBackend:
                 for k in range(reps)
             ]
             gen_kwargs["logits_processor"] = LogitsProcessorList([_RowSampler(rngs, config)])
-        res = model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
+        if adapter_rows is not None:
+            # peft's mixed-adapter batch: one adapter name per row of input_ids
+            gen_kwargs["adapter_names"] = [a for a in adapter_rows for _ in range(reps)]
+        with _generate_lock(model):
+            res = model.generate(input_ids=input_ids, attention_mask=attention_mask, **gen_kwargs)
         new = res.sequences[:, width:]
         logps = None
         if config.logprobs:
@@ -196,6 +289,98 @@ class _RowSampler:
             choice = torch.where(zero, probs.argmax(dim=-1, keepdim=True), choice)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(-1, choice, 0.0)
+
+
+def import_peft() -> Any:
+    """Import peft or raise :class:`BackendUnavailableError` with the install command."""
+    try:
+        import peft
+    except ImportError as e:
+        raise BackendUnavailableError(
+            "LoRA adapters in the transformers backend need peft, which is not installed: "
+            "pip install 'papercore[peft]'"
+        ) from e
+    return peft
+
+
+def is_peft_model(model: Any) -> bool:
+    """Whether ``model`` is a peft ``PeftModel`` (without importing peft when it is not loaded)."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(model, peft.PeftModel)
+
+
+def loaded_adapters(model: Any) -> list[str]:
+    """The adapter names loaded on a ``PeftModel`` (``[]`` for any other model)."""
+    return list(model.peft_config) if is_peft_model(model) else []
+
+
+def load_lora_adapters(model: Any, adapters: Mapping[str, str | os.PathLike[str]]) -> Any:
+    """Load LoRA adapters from local directories onto ``model`` with peft, returning a ``PeftModel``.
+
+    A plain model is wrapped (``PeftModel.from_pretrained`` with the first adapter, then
+    ``load_adapter`` for the rest; peft injects the LoRA layers into the model's modules, so the
+    plain model object is changed in place); a ``PeftModel`` gets the adapters added. The model is
+    left in eval mode. Adapter directories are local only: a missing one raises
+    :class:`~papercore.errors.ModelNotAvailableError`, never a hub lookup.
+    """
+    if not isinstance(adapters, Mapping):
+        raise AdapterError(
+            f"adapters must be a mapping {{name: adapter directory}}, got {type(adapters).__name__}"
+        )
+    peft = import_peft()
+    present = loaded_adapters(model)
+    for name, path in adapters.items():
+        if not isinstance(name, str) or not name or name == BASE_ADAPTER:
+            raise AdapterError(
+                f"adapter names must be non-empty strings other than {BASE_ADAPTER!r}, got {name!r}"
+            )
+        if name in present:
+            raise AdapterError(f"adapter {name!r} is already loaded on the model ({present})")
+        _check_adapter_dir(name, path)
+    for name, path in adapters.items():
+        if is_peft_model(model):
+            model.load_adapter(str(Path(path).expanduser()), adapter_name=name)
+        else:
+            model = peft.PeftModel.from_pretrained(
+                model, str(Path(path).expanduser()), adapter_name=name
+            )
+        logger.info("loaded LoRA adapter %r from %s", name, path)
+    return model.eval()
+
+
+def _check_adapter_dir(name: str, path: str | os.PathLike[str]) -> Path:
+    """An adapter directory must exist locally and hold ``adapter_config.json``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise AdapterError(
+            f"adapter {name!r}: expected a directory path, got {type(path).__name__}"
+        )
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise ModelNotAvailableError(
+            f"adapter {name!r}: directory {str(p)!r} does not exist (adapters load from local "
+            "directories written by peft's save_pretrained)"
+        )
+    if not (p / "adapter_config.json").is_file():
+        raise ModelNotAvailableError(
+            f"adapter {name!r}: {str(p)!r} has no adapter_config.json; expected a peft adapter "
+            "directory (save_pretrained output)"
+        )
+    return p
+
+
+_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _generate_lock(model: Any) -> Any:
+    """A lock per ``PeftModel`` (peft's adapter_names hooks are shared module state); no-op otherwise."""
+    if not is_peft_model(model):
+        return contextlib.nullcontext()
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.Lock()
+    return lock
 
 
 def _base_seed(seed: int | None) -> int:

@@ -12,20 +12,45 @@ Servers differ in what they honour; this client copes with the differences plain
   ``extra_body={"return_tokens_as_token_ids": True}`` for a vLLM server; strict servers reject
   unknown fields, so it is not sent by default), otherwise from re-tokenising the text with
   ``tokenizer`` when one is given, otherwise ``None``.
+
+Requests run concurrently: up to ``max_concurrency`` prompts are in flight at once (a thread
+pool over one thread-safe ``httpx.Client``), so a batching server such as vLLM's sees them
+together; results keep the prompts' order, and the follow-up requests of one prompt run one after
+another. The first failed request raises (:class:`BackendResponseError`): requests not yet sent
+are cancelled, requests already in flight are awaited, and their failures are attached to the
+raised error as notes. It works the same when called from inside a running asyncio event loop
+(a notebook): the pool uses threads, not the loop.
+
+Per-prompt LoRA adapters: vLLM's server (``--enable-lora --lora-modules name=path``) serves each
+adapter as a model name, so ``generate(..., adapters=[name or None, ...])`` sends the adapter
+name as the request's ``model`` (``None`` → the backend's ``model``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import httpx
 
 from papercore.errors import BackendResponseError
-from papercore.generation.base import Completion, Prompt, SamplingConfig, check_prompts, cut_at_stop
+from papercore.generation.base import (
+    Completion,
+    Prompt,
+    SamplingConfig,
+    check_adapters,
+    check_prompts,
+    cut_at_stop,
+)
 
 logger = logging.getLogger(__name__)
+
+
+class _Cancelled(Exception):
+    """A prompt's sampling stopped because another prompt's request failed."""
 
 
 class OpenAIBackend:
@@ -33,11 +58,14 @@ class OpenAIBackend:
 
     Args:
         base_url: e.g. ``http://127.0.0.1:8000/v1``.
-        model: the model name the server knows.
+        model: the model name the server knows (also the base model for per-prompt adapters).
         api_key: sent as a bearer token when given.
         tokenizer: optional, to recover token ids from text when the server does not return them.
+        timeout: seconds per request.
         max_requests_per_prompt: bound on follow-up requests when a server ignores ``n``.
+        client: an ``httpx.Client`` to use instead of building one (tests, custom transports).
         extra_body: extra JSON fields sent with every request (server-specific options).
+        max_concurrency: prompts in flight at once (``1`` = one request after another).
     """
 
     name = "openai"
@@ -53,33 +81,116 @@ class OpenAIBackend:
         max_requests_per_prompt: int | None = None,
         client: httpx.Client | None = None,
         extra_body: dict[str, Any] | None = None,
+        max_concurrency: int = 16,
     ):
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise TypeError(f"max_concurrency must be an int, got {type(max_concurrency).__name__}")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.extra_body = dict(extra_body or {})
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.tokenizer = tokenizer
         self.max_requests_per_prompt = max_requests_per_prompt
+        self.max_concurrency = max_concurrency
         self.client = client or httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout
+            base_url=self.base_url,
+            headers=headers,
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max(100, max_concurrency),
+                max_keepalive_connections=max(20, max_concurrency),
+            ),
         )
 
     def close(self) -> None:
         self.client.close()
 
     def generate(
-        self, prompts: Sequence[Prompt], config: SamplingConfig | None = None
+        self,
+        prompts: Sequence[Prompt],
+        config: SamplingConfig | None = None,
+        *,
+        adapters: Sequence[str | None] | None = None,
     ) -> list[list[Completion]]:
-        config = config or SamplingConfig()
-        return [self._sample(p, config) for p in check_prompts(prompts)]
+        """Sample ``config.n`` completions per prompt, up to ``max_concurrency`` prompts at once.
 
-    def _sample(self, prompt: Prompt, config: SamplingConfig) -> list[Completion]:
+        Args:
+            prompts: strings (``/completions``) or chat message lists (``/chat/completions``).
+            config: sampling settings (default ``SamplingConfig()``).
+            adapters: one served model name per prompt, e.g. a LoRA module of vLLM's server
+                (``None`` = ``self.model``).
+        """
+        config = config or SamplingConfig()
+        prompts = check_prompts(prompts)
+        names = check_adapters(adapters, len(prompts))
+        models = [self.model] * len(prompts) if names is None else [a or self.model for a in names]
+        groups = self._sample_all(prompts, models, config)
+        if self.tokenizer is not None:  # here, not in the pool: one thread uses the tokenizer
+            for group in groups:
+                for c in group:
+                    if c.token_ids is None:
+                        c.token_ids = self.tokenizer(c.text, add_special_tokens=False)["input_ids"]
+        return groups
+
+    def _sample_all(
+        self, prompts: list[Prompt], models: list[str], config: SamplingConfig
+    ) -> list[list[Completion]]:
+        workers = min(self.max_concurrency, len(prompts))
+        if workers <= 1:
+            return [self._sample(p, m, config) for p, m in zip(prompts, models, strict=True)]
+        stop = threading.Event()
+        failed: list[int] = []  # prompt indices in the order their requests failed
+
+        def run(i: int) -> list[Completion]:
+            try:
+                return self._sample(prompts[i], models[i], config, stop)
+            except _Cancelled:
+                raise
+            except BaseException:
+                failed.append(i)
+                stop.set()  # no further requests from the other workers
+                raise
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="papercore-openai")
+        futures: list[Future[list[Completion]]] = []
+        try:
+            futures = [pool.submit(run, i) for i in range(len(prompts))]
+            wait(futures, return_when=FIRST_EXCEPTION)
+        finally:
+            # after a failure (or an interrupt) nothing new starts; requests in flight are awaited
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+        if failed:
+            first = futures[failed[0]].exception()
+            assert first is not None
+            first.add_note(f"while sampling prompt {failed[0]} of {len(prompts)}")
+            for j in failed[1:]:
+                e = futures[j].exception()
+                first.add_note(f"prompt {j} failed too: {type(e).__name__}: {e}")
+            skipped = sum(f.cancelled() or isinstance(f.exception(), _Cancelled) for f in futures)
+            if skipped:
+                first.add_note(f"{skipped} prompt(s) were cancelled after the failure")
+            logger.debug("sampling failed on prompt %d; %d prompt(s) cancelled", failed[0], skipped)
+            raise first
+        return [f.result() for f in futures]
+
+    def _sample(
+        self,
+        prompt: Prompt,
+        model: str,
+        config: SamplingConfig,
+        stop: threading.Event | None = None,
+    ) -> list[Completion]:
         got: list[Completion] = []
         limit = self.max_requests_per_prompt or config.n
         for attempt in range(limit):
+            if stop is not None and stop.is_set():
+                raise _Cancelled
             need = config.n - len(got)
             seed = None if config.seed is None else config.seed + attempt
-            got.extend(self._request(prompt, config, need, seed)[:need])
+            got.extend(self._request(prompt, model, config, need, seed)[:need])
             if len(got) >= config.n:
                 return got
         raise BackendResponseError(
@@ -87,11 +198,11 @@ class OpenAIBackend:
         )
 
     def _request(
-        self, prompt: Prompt, config: SamplingConfig, n: int, seed: int | None
+        self, prompt: Prompt, model: str, config: SamplingConfig, n: int, seed: int | None
     ) -> list[Completion]:
         chat = not isinstance(prompt, str)
         body: dict[str, Any] = {
-            "model": self.model,
+            "model": model,
             "n": n,
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature,
@@ -190,8 +301,6 @@ class OpenAIBackend:
                 raise BackendResponseError(
                     f"{where} answered malformed logprobs ({type(e).__name__}: {e}): {str(lp)[:300]}"
                 ) from None
-        if token_ids is None and self.tokenizer is not None:
-            token_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return Completion(text=text, token_ids=token_ids, logprobs=logprobs, finish_reason=reason)
 
 

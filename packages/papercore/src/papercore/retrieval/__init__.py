@@ -1,7 +1,9 @@
-"""Shared retrieval layer (extra ``papercore[retrieval]``: faiss-cpu, ir-measures).
+"""Shared retrieval layer (extra ``papercore[retrieval]``: faiss-cpu, ir-measures, bm25s).
 
 * :mod:`papercore.retrieval.data` — :data:`Qrels` / :data:`Run` types, :class:`RetrievalData`,
   BEIR-layout loaders and writers (no ``beir`` package needed);
+* :mod:`papercore.retrieval.bm25` — :class:`BM25Index`: the workspace's one BM25 (bm25s, Lucene
+  variant, explicit ``keep_zero_scores``, custom tokenizers), same ``index`` / ``search`` shape;
 * :mod:`papercore.retrieval.faiss_index` — :class:`FaissRetriever`: any encoder + faiss
   flat / IVF / HNSW over L2-normalised vectors;
 * :mod:`papercore.retrieval.metrics` — :func:`evaluate_run` / :func:`per_query` via ``ir_measures``,
@@ -9,11 +11,12 @@
 * :mod:`papercore.retrieval.synthetic` — :func:`make_synthetic_retrieval`, a deterministic English
   collection with natural hard negatives.
 
-``import papercore.retrieval`` imports neither torch nor faiss nor ir_measures; they are imported
-when first needed, and a missing one raises :class:`papercore.errors.BackendUnavailableError`
+``import papercore.retrieval`` imports neither torch nor faiss nor ir_measures nor bm25s; they are
+imported when first needed, and a missing one raises :class:`papercore.errors.BackendUnavailableError`
 with the install command.
 """
 
+from papercore.retrieval.bm25 import BM25Index, stopword_list
 from papercore.retrieval.data import (
     Qrels,
     RetrievalData,
@@ -36,6 +39,7 @@ from papercore.retrieval.metrics import (
 from papercore.retrieval.synthetic import SyntheticRetrieval, make_synthetic_retrieval
 
 __all__ = [
+    "BM25Index",
     "DEFAULT_METRICS",
     "FaissRetriever",
     "Qrels",
@@ -54,5 +58,6 @@ __all__ = [
     "per_query",
     "read_trec_run",
     "save_beir",
+    "stopword_list",
     "write_trec_run",
 ]

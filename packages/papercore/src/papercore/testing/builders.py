@@ -3,6 +3,16 @@
 Nothing here touches the network. Tokenizers are trained on the fly on a small bundled corpus;
 models are built from config with a fixed seed. The same builders back the pytest fixtures in
 :mod:`papercore.testing.plugin`.
+
+**One torch thread.** Tiny models (hidden 64–128) run several times faster on one torch thread than on
+two or more (thread start-up and spin-waiting dominate; FACTS.md: a 300-step run took ~35 s on 1 thread
+and did not finish in 290 s on 2 on a shared 2-core machine). The builders never change the global thread
+count; run tiny models inside ``papercore.seeding.torch_threads(1)`` (tests: the ``one_torch_thread``
+fixture; :func:`papercore.testing.training.train_tiny_lm` does it by default).
+
+Two tokenizers: :func:`build_causal_tokenizer` (byte-level BPE: any text round-trips, but numbers are
+split into arbitrary merges) and :func:`build_word_tokenizer` (one token per digit, punctuation mark,
+whitespace character and word: what a tiny model needs to learn arithmetic or keyword tasks quickly).
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ import functools
 import hashlib
 import importlib.resources
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +116,143 @@ def _build_causal_tokenizer(vocab_size, extra_texts, chat_template, model_max_le
     )
     fast.chat_template = chat_template
     return fast
+
+
+#: role names added to a word-level tokenizer's vocabulary when it has a chat template
+CHAT_ROLE_WORDS = ("system", "user", "assistant", "tool")
+#: whitespace characters that are always in a word-level tokenizer's vocabulary (each one token)
+WORD_WHITESPACE = (" ", "\n", "\t")
+WORD_UNK = "[UNK]"
+
+
+def build_word_tokenizer(
+    words: Iterable[str] = (),
+    *,
+    texts: Iterable[str] = (),
+    special_tokens: Iterable[str] = CAUSAL_SPECIAL_TOKENS,
+    chat_template: str | None = CHATML_TEMPLATE,
+    model_max_length: int = 4096,
+):
+    """A word-level ``PreTrainedTokenizerFast``: one token per digit, punctuation mark, whitespace character
+    and word, for tiny models that must learn arithmetic or keyword tasks fast.
+
+    Pre-tokenisation splits off every whitespace character (each is its own token), then punctuation
+    (``pre_tokenizers.Punctuation``: ``+ = < > ( ) , .`` …), then digits one by one
+    (``pre_tokenizers.Digits(individual_digits=True)``); what is left are words. The model is a tokenizers
+    ``WordLevel`` with ``[UNK]`` for anything outside the vocabulary.
+
+    Vocabulary, in this order (deterministic: the same inputs give the same ids in every process):
+    ``special_tokens``, ``[UNK]``, the whitespace tokens ``" "``, ``"\n"``, ``"\t"``, the digits ``0``–``9``,
+    the punctuation marks seen in ``words`` and ``texts`` (sorted), the role words ``system user assistant
+    tool`` when there is a chat template, then the ``words`` in the given order, then every other word of
+    ``texts`` in order of first appearance. Case is kept (``Add`` and ``add`` are two words).
+
+    eos = pad = ``<|endoftext|>`` (as :func:`build_causal_tokenizer`; the first special token if it is not
+    among ``special_tokens``); no BOS is added. Special tokens are matched before pre-tokenisation.
+
+    Decoding concatenates the tokens (``decoders.Fuse``), and since spaces are tokens, any text made of known
+    words, digits, punctuation and whitespace round-trips exactly: ``"add 3 4 = 7"``, ``"12 + 7"`` (a
+    multi-digit number decodes without inner spaces), ``"f(x)=1\n"``. Not round-tripped: words outside the
+    vocabulary (they decode as ``[UNK]``, or vanish with ``skip_special_tokens=True``) and whitespace other
+    than space, newline and tab (``[UNK]``). The price of exact spaces is length: ``"3 + 4 = 7"`` is 9 tokens.
+
+    Args:
+        words: keywords that must be single tokens (each must survive pre-tokenisation whole: no spaces,
+            digits or punctuation inside; ``"don't"`` is a ValueError — pass such text in ``texts``).
+        texts: example texts; every word, punctuation mark and digit in them enters the vocabulary.
+        special_tokens: added as special tokens (never split); by default the ChatML / tool-call tokens.
+        chat_template: the Jinja chat template (None for none).
+        model_max_length: the tokenizer's ``model_max_length``.
+    """
+    words = tuple(words)
+    texts = tuple(texts)
+    special_tokens = tuple(special_tokens)
+    for name, items in (("words", words), ("texts", texts), ("special_tokens", special_tokens)):
+        bad = [x for x in items if not isinstance(x, str)]
+        if bad:
+            raise TypeError(f"{name} must be strings, got {type(bad[0]).__name__} {bad[0]!r}")
+    if not special_tokens:
+        raise ValueError(
+            "special_tokens is empty; expected at least one (the EOS/pad token, e.g. '<|endoftext|>')"
+        )
+    return _build_word_tokenizer(words, texts, special_tokens, chat_template, model_max_length)
+
+
+def _word_pre_tokenizer():
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\s"), behavior="isolated"),
+            pre_tokenizers.Punctuation(behavior="isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+        ]
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _build_word_tokenizer(words, texts, special_tokens, chat_template, model_max_length):
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    pre = _word_pre_tokenizer()
+    for word in words:
+        pieces = [p for p, _ in pre.pre_tokenize_str(word)]
+        if pieces != [word]:
+            raise ValueError(
+                f"word {word!r} is not one pre-token: whitespace, digits and punctuation are split off "
+                f"(it becomes {pieces}); expected a word without them, or pass the text in texts="
+            )
+    seen: list[str] = []
+    for text in texts:
+        for (
+            special
+        ) in special_tokens:  # matched whole before pre-tokenisation: not words of the text
+            text = text.replace(special, " ")
+        seen.extend(p for p, _ in pre.pre_tokenize_str(text))
+    digits = [str(i) for i in range(10)]
+    fixed = set(WORD_WHITESPACE) | set(digits)
+    punct = sorted({p for p in seen + list(words) if len(p) == 1 and _is_punct(p)} - fixed)
+    rest = [p for p in seen if p not in fixed and p not in punct and not p.isspace()]
+    roles = CHAT_ROLE_WORDS if chat_template else ()
+    vocab: dict[str, int] = {}
+    for tok in (
+        *special_tokens,
+        WORD_UNK,
+        *WORD_WHITESPACE,
+        *digits,
+        *punct,
+        *roles,
+        *words,
+        *rest,
+    ):
+        vocab.setdefault(tok, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=WORD_UNK))
+    tok.pre_tokenizer = pre
+    tok.decoder = decoders.Fuse()
+    eos = "<|endoftext|>" if "<|endoftext|>" in special_tokens else special_tokens[0]
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token=WORD_UNK,
+        eos_token=eos,
+        pad_token=eos,
+        additional_special_tokens=[t for t in special_tokens if t != eos],
+        model_max_length=model_max_length,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+    fast.chat_template = chat_template
+    return fast
+
+
+def _is_punct(ch: str) -> bool:
+    """Punctuation as ``pre_tokenizers.Punctuation`` splits it (ASCII symbols and Unicode P* categories)."""
+    import unicodedata
+
+    o = ord(ch)
+    if 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96 or 123 <= o <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
 
 
 def build_encoder_tokenizer(
@@ -210,7 +358,13 @@ def tiny_causal_lm_config(
 def tiny_causal_lm(
     arch: CausalArch = "llama", *, tokenizer: Any = None, seed: int = 0, **config_kwargs: Any
 ):
-    """A randomly initialised tiny causal LM (default: 2 layers, hidden 64, 4 heads, 2 KV heads), in eval mode."""
+    """A randomly initialised tiny causal LM (default: 2 layers, hidden 64, 4 heads, 2 KV heads), in eval mode.
+
+    ``tokenizer`` sets the vocabulary size and eos / pad ids (default: :func:`build_causal_tokenizer`; pass
+    :func:`build_word_tokenizer` for tasks over digits and keywords). The global torch thread count is left
+    alone: run the model under ``papercore.seeding.torch_threads(1)`` (one torch thread is fastest for tiny
+    models; see the module docstring).
+    """
     import torch
     from transformers import AutoModelForCausalLM
 

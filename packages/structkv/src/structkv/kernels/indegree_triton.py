@@ -19,7 +19,9 @@ import torch
 import triton
 import triton.language as tl
 
-_NEG = -1.0e30
+# "minus infinity" of the online softmax. A kernel may only read globals that are tl.constexpr
+# (Triton 3.x refuses a plain float at compile time; TRITON_INTERPRET=1 does not notice).
+_NEG = tl.constexpr(-1.0e30)
 
 
 @triton.jit
