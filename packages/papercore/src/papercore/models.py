@@ -287,11 +287,23 @@ def load_tokenizer(
     padding_side: str | None = None,
     **kwargs: Any,
 ):
-    """Load a tokenizer offline first (see module doc); sets a pad token (= eos) when it has none."""
+    """Load a tokenizer offline first (see module doc); sets a pad token (= eos) when it has none.
+
+    A local directory whose ``tokenizer_config.json`` declares ``"tokenizer_class":
+    "PreTrainedTokenizerFast"`` (what :func:`papercore.testing.save_model_dir` writes for the
+    tokenizers it builds) is loaded with that class from its ``tokenizer.json``, exactly as saved:
+    transformers 5's ``AutoTokenizer`` ignores the declared class for some model types (Qwen2) and
+    builds the model type's own BPE tokenizer instead, which changes the token ids.
+    """
     from transformers import AutoTokenizer
 
+    loader = AutoTokenizer.from_pretrained
+    if _declares_plain_fast_tokenizer(name_or_path):
+        from transformers import PreTrainedTokenizerFast
+
+        loader = PreTrainedTokenizerFast.from_pretrained
     tok = _from_pretrained(
-        AutoTokenizer.from_pretrained,
+        loader,
         name_or_path,
         allow_download=allow_download,
         what="tokenizer",
@@ -302,6 +314,20 @@ def load_tokenizer(
     if padding_side is not None:
         tok.padding_side = padding_side
     return tok
+
+
+def _declares_plain_fast_tokenizer(name_or_path: str | os.PathLike[str]) -> bool:
+    """True for a local directory whose tokenizer_config.json names ``PreTrainedTokenizerFast``."""
+    import json
+
+    try:
+        cfg_file = Path(name_or_path).expanduser() / "tokenizer_config.json"
+        if not (cfg_file.is_file() and (cfg_file.parent / "tokenizer.json").is_file()):
+            return False
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, TypeError, ValueError):
+        return False
+    return isinstance(cfg, dict) and cfg.get("tokenizer_class") == "PreTrainedTokenizerFast"
 
 
 def load_model(

@@ -406,10 +406,21 @@ def tiny_encoder(
 
 
 def save_model_dir(model: Any, tokenizer: Any, path: str | Path) -> Path:
-    """``save_pretrained`` model and tokenizer into one directory (loadable by :func:`papercore.models.load_model`)."""
+    """``save_pretrained`` model and tokenizer into one directory (loadable by :func:`papercore.models.load_model`).
+
+    A tokenizer built here (a plain ``PreTrainedTokenizerFast`` over a ``tokenizers`` object) is
+    saved with ``"tokenizer_class": "PreTrainedTokenizerFast"``: otherwise ``AutoTokenizer`` picks
+    the model type's own class on reload (e.g. ``Qwen2Tokenizer`` beside a Qwen2 model), which
+    re-tokenises a word-level vocabulary as BPE and silently loses words and spaces.
+    """
     path = Path(path)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    if type(tokenizer).__name__ in ("PreTrainedTokenizerFast", "TokenizersBackend"):
+        cfg_file = path / "tokenizer_config.json"
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        cfg_file.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 
