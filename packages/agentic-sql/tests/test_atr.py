@@ -176,7 +176,7 @@ def test_brute_force_fixed_length_normalised_argmax_is_monotone():
 
 
 def test_sandbagging_never_beats_immediate_success_normalised():
-    cfg = ATRConfig()  # normalize_by_turns=True, turn_cost 0
+    cfg = ATRConfig(normalize_by_turns=True)  # turn_cost 0
     immediate = aggregate_trajectory_reward([1.0], [False], cfg)
     assert immediate == pytest.approx(1.0 + 0.5 * 1.0)
     error_first = aggregate_trajectory_reward([0.0, 1.0], [True, False], cfg)
@@ -220,7 +220,7 @@ def test_regression_is_punished_more_than_improvement_is_rewarded():
 
 
 def test_lam_zero_gives_last_score():
-    cfg = ATRConfig(lam=0.0)
+    cfg = ATRConfig(lam=0.0, turn_cost=0.0)
     for traj in ([0.3], [0.0, 0.9], [1.0, 0.2, 0.6], [0.5, 1.0, 1.0]):
         assert aggregate_trajectory_reward(traj, cfg=cfg) == pytest.approx(traj[-1])
     assert aggregate_trajectory_reward([0.7, 0.4], [False, True], cfg=cfg) == 0.0
@@ -239,7 +239,7 @@ def test_score_to_state_bins():
 
 
 def test_continuous_mode():
-    cfg = ATRConfig(mode=ATRMode.CONTINUOUS)
+    cfg = ATRConfig(mode=ATRMode.CONTINUOUS, normalize_by_turns=True)
     # 0 -> 0.4 -> 1.0: improvements only, alpha * 1.0 total
     assert aggregate_trajectory_reward([0.4, 1.0], cfg=cfg) == pytest.approx(1.0 + 0.5 * 1.0 / 2)
     # regression costs beta per unit
@@ -252,7 +252,7 @@ def test_continuous_mode():
 def test_custom_matrix_is_used():
     W = np.zeros((5, 5))
     W[0, 4] = 3.0
-    assert aggregate_trajectory_reward([1.0], W=W) == pytest.approx(1.0 + 0.5 * 3.0)
+    assert aggregate_trajectory_reward([1.0], W=W) == pytest.approx(1.0 + 0.5 * 3.0 - 0.02)
     with pytest.raises(ValueError, match="5x5"):
         aggregate_trajectory_reward([1.0], W=np.zeros((3, 3)))
 
@@ -260,8 +260,11 @@ def test_custom_matrix_is_used():
 def test_trajectory_reward_weights_and_format_penalty():
     cfg = ATRConfig(w_ex=2.0, w_atr=0.5, fmt_penalty=3.0)
     atr = aggregate_trajectory_reward([0.5], cfg=cfg)
+    # a format failure ends in the error state: turns, then a transition to state 0
+    atr_err = aggregate_trajectory_reward([0.5, 0.0], [False, True], cfg=cfg)
+    assert atr_err < 0 < atr
     assert trajectory_reward([0.5], final_ex=False, format_ok=False, cfg=cfg) == pytest.approx(
-        0.5 * atr - 3.0
+        0.5 * (cfg.atr_floor + atr_err) - 3.0
     )
     assert trajectory_reward([1.0], final_ex=True, cfg=cfg) == pytest.approx(
         2.0 + 0.5 * aggregate_trajectory_reward([1.0], cfg=cfg)

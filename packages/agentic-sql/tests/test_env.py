@@ -158,7 +158,7 @@ def test_baseline_reward_kinds(executor, kind, expected):
 
 
 def test_atr_config_is_used(executor):
-    cfg = ATRConfig(lam=0.0, w_ex=0.0)
+    cfg = ATRConfig(lam=0.0, w_ex=0.0, turn_cost=0.0)
     e = SQLEnvironment(executor, atr=cfg)
     e.reset(db_id="shop", gold_sql=GOLD)
     e.execute_sql(GOLD)

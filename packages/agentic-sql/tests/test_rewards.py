@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agentic_sql.atr import ATRConfig, aggregate_trajectory_reward, trajectory_reward
+from agentic_sql.atr import ATRConfig, trajectory_reward
 from agentic_sql.compare import column_set_score, ex_match
 from agentic_sql.executor import SQLiteExecutor
 from agentic_sql.rewards import (
@@ -221,7 +221,11 @@ def test_atr_reward_reads_rollout_extras_without_executing(ex):
     assert spy.calls == 0
     cfg = ATRConfig()
     assert r[0] == pytest.approx(trajectory_reward([0.5, 1.0], final_ex=True, cfg=cfg))
-    assert r[1] == pytest.approx(aggregate_trajectory_reward([0.9, 0.2], cfg=cfg) - 1.0)
+    # no final answer: the error state, below every well-formed episode
+    assert r[1] == pytest.approx(
+        trajectory_reward([0.9, 0.2], final_ex=False, format_ok=False, cfg=cfg)
+    )
+    assert r[1] < trajectory_reward([0.0], [True], final_ex=False, cfg=cfg)
 
 
 def test_atr_reward_reads_environments(ex):
@@ -497,6 +501,7 @@ class ScriptedGoldExecutor:
 
 
 def test_gold_cache_does_not_cache_timeouts_or_crashes(ex):
+    from agentic_sql.errors import SandboxWorkerError
     from agentic_sql.executor import ExecResult
     from agentic_sql.rewards import GOLD_TIMEOUT_FACTOR
 
@@ -505,7 +510,9 @@ def test_gold_cache_does_not_cache_timeouts_or_crashes(ex):
     spy = ScriptedGoldExecutor(ex, [timeout, crash])
     cache = GoldCache(spy)
     assert cache.get("shop", GOLD) is None and cache.n_invalid == 1
-    assert cache.get("shop", GOLD) is None and cache.n_invalid == 2
+    # a crashed sandbox is an infrastructure failure: it raises, never a None reward
+    with pytest.raises(SandboxWorkerError, match="worker died"):
+        cache.get("shop", GOLD)
     ok = cache.get("shop", GOLD)  # executed again, then cached
     assert ok is not None and ok.ok and len(spy.calls) == 3
     assert cache.get("shop", GOLD) is ok and len(spy.calls) == 3

@@ -9,8 +9,23 @@ mapped to discrete process states ``z_t`` and aggregated through an *asymmetric*
     W[i, i] = -gamma                 if i is not the goal state   (stagnation)
     W[K, K] =  0
 
-    ATR(s_1..s_T) = s_T + lam * sum_t W[z_{t-1}, z_t] / max(1, T) - turn_cost * T     (z_0 = 0)
-    R(tau)        = w_ex * EX_final + w_atr * ATR - fmt_penalty * [format invalid]
+    ATR(s_1..s_T) = s_T + lam * sum_t W[z_{t-1}, z_t] - turn_cost * T      (z_0 = 0; default)
+    R(tau)        = w_ex * EX_final + w_atr * max(ATR, atr_floor)          (well-formed episode)
+    R(tau)        = w_atr * (atr_floor + min(0, ATR_err)) - fmt_penalty    (format failure)
+
+The default is the *un-normalised* sum with a per-turn cost (``normalize_by_turns=False``,
+``turn_cost=0.02``): dividing by the episode's own ``T`` makes the score depend on the length, so
+across lengths a repeated wrong turn can raise it (``1, 0.2`` -> 0.035 but ``1, 0.2, 0.2`` ->
+0.082 with ``/T``). With the plain sum, every extra turn adds ``W[z, z'] - turn_cost`` and every
+cycle has negative weight, so repeating or looping never pays at any length. (Dividing by the
+constant ``max_turns`` would do as well, but the reward functions do not know the turn budget.)
+The ``/T`` form of the spec stays available as ``normalize_by_turns=True`` (valid only for a fixed
+number of turns).
+
+A missing final answer (or any other format failure) is the *error state*: the episode is scored as
+if it ended in state 0 (``ATR_err``: the turns, then a transition to the error state, ``s_T = 0``),
+and the result is placed strictly below the floor of every well-formed episode, so that not
+submitting can never beat submitting (even a wrong answer).
 
 Lyapunov view: with energy ``V(z) = 1 - v(z)`` every closed walk has weight
 ``(alpha - beta) * U - gamma * (#self loops) < 0`` (``U`` = total upward movement), so a
@@ -24,6 +39,7 @@ The concrete constants are [INFERRED] (the paper's formulas were not available) 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -61,10 +77,16 @@ class ATRConfig:
         lam: weight of the transition sum inside ATR; ``lam=0`` gives ``ATR = s_T``.
         bins: CSMR bin edges for the intermediate states ``1..K-1`` (value = bin midpoint).
         mode: :class:`ATRMode` (``"matrix"`` or ``"continuous"``).
-        normalize_by_turns: divide the transition sum by ``T``.
+        normalize_by_turns: divide the transition sum by ``T``. Off by default: the ``/T`` form is
+            only length-consistent for a fixed ``T`` (see the module docstring).
         turn_cost: per-turn cost; ``None`` = 0.0 when normalised, 0.02 when not (spec §2.3).
         w_ex, w_atr, fmt_penalty: weights of the final-answer EX term, of ATR, and of a format failure
-            in :func:`trajectory_reward`.
+            in :func:`trajectory_reward` (``w_ex, w_atr >= 0``; ``fmt_penalty > 0`` so that a format
+            failure scores strictly below every well-formed episode).
+        atr_floor: lower clip of a well-formed episode's ATR in :func:`trajectory_reward`; a format
+            failure scores at most ``w_atr * atr_floor - fmt_penalty``. The default ``-2.0`` is below
+            every well-formed ATR of up to 7 turns under the default constants (it only clips
+            longer, heavily oscillating episodes).
         allow_non_dissipative: accept ``beta <= alpha`` (for ablations); otherwise it raises.
     """
 
@@ -74,11 +96,12 @@ class ATRConfig:
     lam: float = 0.5
     bins: tuple[float, ...] = (0.0, 0.34, 0.67, 1.0)
     mode: ATRMode = ATRMode.MATRIX
-    normalize_by_turns: bool = True
+    normalize_by_turns: bool = False
     turn_cost: float | None = None
     w_ex: float = 1.0
     w_atr: float = 1.0
     fmt_penalty: float = 1.0
+    atr_floor: float = -2.0
     allow_non_dissipative: bool = field(default=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +129,17 @@ class ATRConfig:
             )
         if self.turn_cost is not None and self.turn_cost < 0:
             raise ValueError(f"turn_cost must be >= 0, got {self.turn_cost}")
+        if self.w_ex < 0 or self.w_atr < 0:
+            raise ValueError(
+                f"w_ex and w_atr must be >= 0, got w_ex={self.w_ex}, w_atr={self.w_atr}"
+            )
+        if not self.fmt_penalty > 0:
+            raise ValueError(
+                f"fmt_penalty must be > 0 so that a format failure (e.g. no final answer) scores "
+                f"below every well-formed episode, got {self.fmt_penalty}"
+            )
+        if not math.isfinite(self.atr_floor):
+            raise ValueError(f"atr_floor must be a finite number, got {self.atr_floor}")
 
     @property
     def effective_turn_cost(self) -> float:
@@ -203,8 +237,8 @@ def aggregate_trajectory_reward(
 ) -> float:
     """ATR of one trajectory (spec §2.3).
 
-    ``ATR = s_T + lam * sum_t W[z_{t-1}, z_t] / max(1, T) - turn_cost * T`` (no ``/T`` when
-    ``cfg.normalize_by_turns`` is false). An empty trajectory scores 0.
+    ``ATR = s_T + lam * sum_t W[z_{t-1}, z_t] - turn_cost * T`` (divided by ``max(1, T)`` inside
+    when ``cfg.normalize_by_turns``). An empty trajectory scores 0.
 
     Args:
         turn_scores: CSMR of each executed turn, each in ``[0, 1]``.
@@ -236,12 +270,24 @@ def trajectory_reward(
     cfg: ATRConfig | None = None,
     W: np.ndarray | None = None,
 ) -> float:
-    """``R(tau) = w_ex * EX_final + w_atr * ATR - fmt_penalty * [format invalid]`` (spec §2.3)."""
+    """``R(tau)`` of one episode (spec §2.3, with the format failure as the error state).
+
+    Well-formed (``format_ok``): ``w_ex * EX_final + w_atr * max(ATR, atr_floor)``, where
+    ``turn_scores`` end with the final answer's score.
+
+    Format failure (no final answer, or a malformed one): the episode ends in the error state. Its
+    turns are followed by a transition to state 0 (``s_T = 0``, no EX), giving ``ATR_err <= 0`` (a
+    closed walk from the start state, non-positive for a dissipative ``W``), and the reward is
+    ``w_atr * (atr_floor + min(0, ATR_err)) - fmt_penalty``: strictly below every well-formed
+    episode, still lower the more turns were wasted.
+    """
     cfg = cfg or ATRConfig()
-    atr = aggregate_trajectory_reward(turn_scores, turn_errors, cfg, W)
-    return float(
-        cfg.w_ex * float(bool(final_ex)) + cfg.w_atr * atr - (0.0 if format_ok else cfg.fmt_penalty)
-    )
+    if format_ok:
+        atr = max(aggregate_trajectory_reward(turn_scores, turn_errors, cfg, W), cfg.atr_floor)
+        return float(cfg.w_ex * float(bool(final_ex)) + cfg.w_atr * atr)
+    scores, errors = _check_trajectory(turn_scores, turn_errors)
+    atr_err = aggregate_trajectory_reward([*scores, 0.0], [*errors, True], cfg, W)
+    return float(cfg.w_atr * (cfg.atr_floor + min(0.0, atr_err)) - cfg.fmt_penalty)
 
 
 def check_dissipative(W: np.ndarray, values: np.ndarray, tol: float = 1e-9) -> bool:

@@ -165,8 +165,12 @@ def atr(
     gamma: GammaOpt = 0.05,
     lam: LamOpt = 0.5,
     normalize: Annotated[
-        bool, typer.Option("--normalize/--no-normalize", help="Divide the sum by T.")
-    ] = True,
+        bool,
+        typer.Option(
+            "--normalize/--no-normalize",
+            help="Divide the sum by T (off by default: only length-consistent for a fixed T).",
+        ),
+    ] = False,
     turn_cost: Annotated[float | None, typer.Option("--turn-cost", help="Per-turn cost.")] = None,
 ) -> None:
     """Print the ATR of one trajectory and its state path."""
@@ -252,10 +256,12 @@ def eval_cmd(
 ) -> None:
     """Multi-turn agent evaluation (greedy) and EX on a split."""
     from agentic_sql.eval import run_agent_eval
+    from agentic_sql.train import check_model_name
     from papercore.io import write_json
     from papercore.models import load_model, load_tokenizer
 
     setup_logging(verbose)
+    check_model_name(str(model))  # before anything is written or loaded
     ds, db_root = _eval_split(data, db_root, seed)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
@@ -271,13 +277,26 @@ def eval_cmd(
 
 
 def _eval_split(data: Path | None, db_root: Path | None, seed: int) -> tuple[Any, Path]:
+    """The split to evaluate. Without ``--data``: a fresh synthetic suite in a new temporary folder,
+    or, with ``--db-root`` pointing at a suite written by ``agentic-sql synth``, that suite's
+    ``dev.json``. Never writes into ``--db-root``."""
     from agentic_sql.data import load_bird, make_synthetic_task_suite
+    from agentic_sql.synth import SUITE_MARKER
 
+    if data is None and db_root is not None:
+        if (db_root / SUITE_MARKER).is_file() and (db_root / "dev.json").is_file():
+            return load_bird(db_root / "dev.json", db_root), db_root
+        raise ValueError(
+            f"--db-root {str(db_root)!r} without --data: pass the split file to evaluate "
+            f"(--data {db_root}/dev.json, say), or leave out both to evaluate a fresh synthetic "
+            f"suite; nothing was written into {str(db_root)!r}"
+        )
     if data is None:
         import tempfile
 
-        root = db_root or Path(tempfile.mkdtemp(prefix="agentic-sql-"))
-        ds, root = make_synthetic_task_suite(seed=seed, out_dir=root)
+        ds, root = make_synthetic_task_suite(
+            seed=seed, out_dir=Path(tempfile.mkdtemp(prefix="agentic-sql-"))
+        )
         return ds, Path(root)
     if db_root is None:
         raise ValueError("--data needs --db-root")

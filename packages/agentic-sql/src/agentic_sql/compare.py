@@ -6,6 +6,16 @@
 * :func:`column_set_score` — CSMR: a dense score in [0, 1] from how many result *columns* match,
   via a one-to-one assignment of predicted columns to gold columns.
 
+Hacking surface of column-*set* matching (``mode="exact"`` / ``"jaccard"``): each column is compared
+as a set of values on its own, so which values sit *together in a row* is never checked. A cross
+join of two correct columns (25 wrong pairs for 5 gold rows), or columns sorted independently,
+scores like the exact answer with its columns swapped (0.9 with the default cap). ``mode="rows"``
+closes that gap: after the column assignment, the predicted rows are projected onto the matched
+columns (in gold order) and compared with the gold rows as *multisets*; the column F1 is multiplied
+by the row F1, so misaligned rows lose credit while a column permutation keeps it. Also note that a
+single-column answer is 0/1 in ``mode="exact"``: its one column matches (then the answer is an EX
+match, 1.0) or not (0.0); ``"jaccard"`` and ``"rows"`` give partial credit there.
+
 A result cut at the executor's ``max_rows`` (``ExecResult.truncated``) holds only part of the rows,
 so it is *not comparable*: it never matches (EX is False, CSMR is 0). Evaluation fetches every row
 (``max_rows=None``) and the rewards execute gold uncapped and re-execute a truncated prediction
@@ -16,6 +26,7 @@ results themselves.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -91,7 +102,7 @@ def column_set_score(
     pred: ExecResult | None,
     gold: ExecResult | None,
     *,
-    mode: Literal["exact", "jaccard"] = "exact",
+    mode: Literal["exact", "jaccard", "rows"] = "exact",
     cap_partial: float = 0.9,
     err_score: float = 0.0,
     float_round: int | None = None,
@@ -102,11 +113,17 @@ def column_set_score(
     of the two value sets (``mode="jaccard"``); ``matched`` = total similarity of the best assignment;
     ``prec = matched / m`` (m predicted columns), ``rec = matched / n`` (n gold columns);
     the score is ``1.0`` iff :func:`ex_match`, else ``min(F1, cap_partial)`` so a partial answer
-    always scores below an exact one. An error (or ``None``) scores ``err_score``; an empty
+    always scores below an exact one.
+
+    ``mode="rows"`` (row-aware): columns are assigned by Jaccard similarity, then the rows of both
+    results, projected onto the assigned column pairs (pred columns reordered to gold order), are
+    compared as multisets; ``score = min(F1_columns * F1_rows, cap_partial)``. A column permutation
+    keeps full credit (0.9), a misaligned cross join does not (see the module docstring). With
+    ``mode="exact"`` a single-column answer scores only 0 or 1. An error (or ``None``) scores ``err_score``; an empty
     prediction for a non-empty gold, or a truncated result on either side (not comparable), scores 0.
     """
-    if mode not in ("exact", "jaccard"):
-        raise ValueError(f"mode must be 'exact' or 'jaccard', got {mode!r}")
+    if mode not in ("exact", "jaccard", "rows"):
+        raise ValueError(f"mode must be 'exact', 'jaccard' or 'rows', got {mode!r}")
     if not 0.0 <= cap_partial <= 1.0:
         raise ValueError(f"cap_partial must be in [0, 1], got {cap_partial!r}")
     if pred is None or not pred.ok:
@@ -125,11 +142,34 @@ def column_set_score(
         return 0.0
     pcols = [column_values(pred, i, float_round) for i in range(m)]
     gcols = [column_values(gold, j, float_round) for j in range(n)]
-    sim = [[_sim(a, b, mode) for b in gcols] for a in pcols]
-    matched = sum(sim[i][j] for i, j in max_weight_assignment(sim))
-    prec, rec = matched / m, matched / n
-    f1 = 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
+    sim_mode = "jaccard" if mode == "rows" else mode
+    sim = [[_sim(a, b, sim_mode) for b in gcols] for a in pcols]
+    pairs = max_weight_assignment(sim)
+    matched = sum(sim[i][j] for i, j in pairs)
+    f1 = _f1(matched / m, matched / n)
+    if mode == "rows":
+        f1 *= _row_f1(pred, gold, [(i, j) for i, j in pairs if sim[i][j] > 0], float_round)
     return float(min(f1, cap_partial))
+
+
+def _f1(prec: float, rec: float) -> float:
+    return 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
+
+
+def _row_f1(
+    pred: ExecResult, gold: ExecResult, pairs: list[tuple[int, int]], float_round: int | None
+) -> float:
+    """F1 of the multisets of rows projected onto the assigned ``(pred col, gold col)`` pairs."""
+    if not pairs:
+        return 0.0
+    pairs = sorted(pairs, key=lambda ij: ij[1])  # gold column order
+    p = Counter(tuple(_norm(r[i], float_round) for i, _ in pairs) for r in pred.rows)
+    g = Counter(tuple(_norm(r[j], float_round) for _, j in pairs) for r in gold.rows)
+    common = sum((p & g).values())
+    n_p, n_g = sum(p.values()), sum(g.values())
+    if n_p == 0 or n_g == 0:
+        return 0.0
+    return _f1(common / n_p, common / n_g)
 
 
 def _width(res: ExecResult) -> int:

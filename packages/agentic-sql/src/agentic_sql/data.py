@@ -478,9 +478,19 @@ def make_synthetic_task_suite(
     ``split`` (``"train"`` / ``"test"``); ``db_root`` holds ``<db_id>/<db_id>.sqlite``,
     ``dev.json``, ``train.json``, ``test.json`` and ``dev_gold.sql``. ``out_dir=None`` writes
     to a new temporary folder. ``suite_kwargs`` go to :func:`agentic_sql.synth.build_synthetic_suite`.
-    """
-    from agentic_sql.synth import build_synthetic_suite, write_synthetic_suite
 
+    Raises:
+        UnsafeOutputDirError: ``out_dir`` is a non-empty folder that is not a synthetic suite written
+            by agentic-sql (checked before anything is built or written).
+    """
+    from agentic_sql.synth import (
+        build_synthetic_suite,
+        check_suite_output_dir,
+        write_synthetic_suite,
+    )
+
+    if out_dir is not None:
+        check_suite_output_dir(out_dir)
     suite = build_synthetic_suite(n_dbs=n_dbs, n_questions=n_questions, seed=seed, **suite_kwargs)
     root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="agentic-sql-"))
     write_synthetic_suite(suite, root)

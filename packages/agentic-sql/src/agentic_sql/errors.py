@@ -15,7 +15,9 @@ __all__ = [
     "DatabaseNotFoundError",
     "MalformedDatasetError",
     "SQLParseError",
+    "SandboxWorkerError",
     "UnsafeSQLError",
+    "UnsafeOutputDirError",
 ]
 
 
@@ -65,3 +67,16 @@ class DatabaseNotFoundError(AgenticSQLError, FileNotFoundError):
 
 class MalformedDatasetError(AgenticSQLError, MalformedInputError):
     """A BIRD / Spider split file does not have the expected shape; names the file and the entry index."""
+
+
+class SandboxWorkerError(AgenticSQLError, RuntimeError):
+    """Infrastructure failure of the sandbox: a worker process cannot start, or a gold query cannot
+    run because the sandbox itself failed. Raised (once, with the cause) instead of being turned into
+    a wrong score or a ``None`` reward."""
+
+
+class UnsafeOutputDirError(AgenticSQLError, ValueError):
+    """Refusal to write into a folder that holds other data (or to replace an existing file).
+
+    agentic-sql writes synthetic suites only into a new or empty folder, or into a folder it marked as a
+    synthetic suite itself (``.agentic-sql-synthetic`` marker file)."""

@@ -139,6 +139,7 @@ def evaluate_ex(
         max_workers=num_workers,
         use_cache=True,
     )
+    _raise_for_broken_gold(rows, golds)
     todo = [i for i, p in enumerate(preds) if isinstance(p, str) and p.strip()]
     executed = executor.execute_many(
         [(rows[i]["db_id"], preds[i]) for i in todo],
@@ -188,6 +189,23 @@ def evaluate_ex(
     if details:
         metrics["per_question"] = records
     return metrics
+
+
+def _raise_for_broken_gold(rows: list[dict[str, Any]], golds: list[ExecResult]) -> None:
+    """A gold query that could not run because of the infrastructure (missing database, crashed
+    sandbox) raises: it must not be counted as a wrong answer."""
+    from agentic_sql.errors import DatabaseNotFoundError, SandboxWorkerError
+
+    for i, (row, g) in enumerate(zip(rows, golds, strict=True)):
+        if g.error_kind == "not_found":
+            raise DatabaseNotFoundError(
+                str(row["db_id"]), "?", detail=f"question {i} (gold query): {g.error}"
+            )
+        if g.error_kind == "crash":
+            raise SandboxWorkerError(
+                f"the gold query of question {i} (db {row['db_id']!r}) could not run: {g.error}; "
+                f"no EX was computed"
+            )
 
 
 def gold_is_ordered(sql: str, dialect: str = "sqlite") -> bool:

@@ -12,26 +12,34 @@ Four lines of defence, in order:
    function names); everything else (ATTACH, PRAGMA, writes, temp tables) is denied at prepare time.
 4. Time: a progress handler aborts the query once the deadline passes ("interrupted"), a watchdog
    thread calls ``conn.interrupt()`` shortly after, and in ``isolation="process"`` mode the query runs
-   in a spawned worker process (address-space limit ``memory_limit_mb``) that is killed and replaced
-   if it has not answered ``timeout_s + kill_grace_s`` after the deadline.
+   in a worker subprocess (``python -m agentic_sql.sandbox_worker``, JSON lines over stdin/stdout;
+   address-space limit ``memory_limit_mb``) that is killed and replaced if it has not answered
+   ``timeout_s + kill_grace_s`` after the deadline. Workers are started with :mod:`subprocess`, never
+   with :mod:`multiprocessing` (whose spawn start re-imports the caller's script), so a plain script
+   without an ``if __name__ == "__main__":`` guard works.
 
 Rows are fetched with ``fetchmany(max_rows + 1)`` so a runaway result is cut (``truncated=True``).
-:meth:`SQLiteExecutor.execute` never raises: every failure is an :class:`ExecResult` with ``ok=False``
-and a one-line ``error`` that :func:`format_observation` turns into the text fed back to the agent.
+:meth:`SQLiteExecutor.execute` does not raise for a *query's* failure: that is an :class:`ExecResult` with
+``ok=False`` and a one-line ``error`` that :func:`format_observation` turns into the text fed back to the
+agent. An *infrastructure* failure (a worker process that cannot start) raises
+:class:`~agentic_sql.errors.SandboxWorkerError` instead, so it can never become a wrong score.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import math
-import multiprocessing
 import os
 import queue
 import re
-import signal
+import select
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import weakref
@@ -42,7 +50,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from agentic_sql.errors import DatabaseNotFoundError, SQLParseError, UnsafeSQLError
+from agentic_sql.errors import (
+    DatabaseNotFoundError,
+    SandboxWorkerError,
+    SQLParseError,
+    UnsafeSQLError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -540,81 +553,116 @@ def _execute_local(
 
 
 # ----------------------------------------------------------------------------------------------
-# Process isolation: spawned workers, one query at a time each, killed when silent
+# Process isolation: `python -m agentic_sql.sandbox_worker` subprocesses, killed when silent
 # ----------------------------------------------------------------------------------------------
-
-
-def _worker_main(pipe: Any, limits: SandboxLimits, memory_limit_mb: int | None) -> None:
-    """Entry point of a worker process (top level, so it is picklable under spawn)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if memory_limit_mb:
-        try:
-            import resource
-
-            lim = int(memory_limit_mb) * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
-        except (ImportError, ValueError, OSError) as e:  # pragma: no cover - platform dependent
-            logger.warning("could not set the worker memory limit: %s", e)
-        # SQLite's own heap cap (process-wide, so only in a worker): allocations beyond it fail
-        # with "out of memory" instead of the process dying; temp tables / sorters stay in that
-        # memory rather than spilling to disk
-        with contextlib.suppress(sqlite3.Error):
-            probe = sqlite3.connect(":memory:")
-            probe.execute(f"PRAGMA hard_heap_limit = {int(memory_limit_mb) * 1024 * 1024 // 2}")
-            probe.close()
-    cache = _ConnectionCache(limits, temp_store_memory=bool(memory_limit_mb))
-    validate_readonly("SELECT 1")  # import sqlglot before announcing readiness
-    pipe.send("ready")
-    while True:
-        try:
-            msg = pipe.recv()
-        except (EOFError, OSError):
-            break
-        if msg is None:
-            break
-        path, sql, timeout_s, max_rows = msg
-        try:
-            res = _execute_local(cache, path, sql, timeout_s, max_rows)
-        except MemoryError:
-            res = _failure("out of memory while running the query", "memory")
-        except Exception as e:  # pragma: no cover - defensive: never let a worker die silently
-            res = _failure(f"{type(e).__name__}: {e}", "crash")
-        try:
-            pipe.send(res)
-        except (OSError, ValueError):  # pragma: no cover - parent went away
-            break
-        except Exception as e:  # e.g. a value that cannot be pickled
-            pipe.send(_failure(f"cannot return the result: {e}", "crash"))
-    cache.close()
-
 
 _STARTUP_TIMEOUT_S = 60.0
 _CHUNK_SIZE = 32  # queries pipelined to one worker by execute_many
 _CHUNK_CHARS = 16_000  # ... and at most this much SQL text per chunk
+WORKER_MODULE = "agentic_sql.sandbox_worker"
+
+
+def _worker_command() -> list[str]:
+    return [sys.executable, "-m", WORKER_MODULE]
+
+
+def _worker_env() -> dict[str, str]:
+    """The caller's environment, with this package's folder first on ``PYTHONPATH`` (so the worker
+    imports the same ``agentic_sql`` even when the caller put it on ``sys.path`` by hand)."""
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 class _ProcessWorker:
-    def __init__(self, ctx: Any, limits: SandboxLimits, memory_limit_mb: int | None):
-        self.pipe, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(
-            target=_worker_main,
-            args=(child, limits, memory_limit_mb),
-            name="agentic-sql-sandbox",
-            daemon=True,
-        )
-        self.proc.start()
-        child.close()
-        self.ready = False
+    """One worker subprocess speaking the JSON-lines protocol of :mod:`agentic_sql.sandbox_worker`."""
 
-    def wait_ready(self, timeout: float) -> bool:
-        """Wait for the worker's start-up message (start-up never counts against a query's timeout)."""
-        if not self.ready:
-            try:
-                if self.pipe.poll(timeout) and self.pipe.recv() == "ready":
+    def __init__(self, limits: SandboxLimits, memory_limit_mb: int | None, command: list[str]):
+        from agentic_sql.sandbox_worker import encode_limits
+
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
+        self.command = command
+        try:
+            self.proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=_worker_env(),
+                close_fds=True,
+            )
+        except OSError as e:
+            self._stderr.close()
+            raise SandboxWorkerError(
+                f"cannot start the sandbox worker {' '.join(command)!r}: {e}"
+            ) from e
+        self._fd = self.proc.stdout.fileno()  # type: ignore[union-attr]
+        self._buf = b""
+        self.ready = False
+        self._send(encode_limits(limits, memory_limit_mb))
+
+    # -- plumbing
+
+    def _send(self, line: str) -> None:
+        self.proc.stdin.write(line.encode("utf-8") + b"\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+
+    def _readline(self, timeout: float) -> str | None:
+        """The next line, or ``None`` when none arrived within ``timeout`` s; EOFError when closed."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self._fd], [], [], left)
+            if not r:
+                return None
+            chunk = os.read(self._fd, 1 << 20)
+            if not chunk:
+                raise EOFError("the sandbox worker closed its output")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode("utf-8")
+
+    def stderr_tail(self, n: int = 2000) -> str:
+        with contextlib.suppress(OSError, ValueError):
+            self._stderr.seek(0)
+            return self._stderr.read().decode("utf-8", "replace")[-n:].strip()
+        return ""
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the start-up line; raise :class:`SandboxWorkerError` if it never comes."""
+        if self.ready:
+            return
+        closed = False
+        try:
+            line = self._readline(timeout)
+        except (EOFError, OSError):
+            line, closed = None, True
+        if line is not None:
+            with contextlib.suppress(ValueError):
+                if json.loads(line).get("ready"):
                     self.ready = True
-            except (EOFError, OSError):
-                return False
-        return self.ready
+                    return
+        code = None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            code = self.proc.wait(timeout=5.0 if closed else 0.1)
+        if code is not None:
+            what = f"exited before it was ready (exit code {code})"
+        elif closed:
+            what = "closed its output before it was ready"
+        elif line is not None:
+            what = f"answered {line[:200]!r} instead of the ready line"
+        else:
+            what = f"did not start within {timeout:g} s"
+        tail = self.stderr_tail()
+        self.kill()
+        raise SandboxWorkerError(
+            f"the sandbox worker process ({' '.join(self.command)}) {what}; no query was scored"
+            + (f"; its stderr ends with: {tail}" if tail else "")
+            + " (use isolation='thread' to run queries without worker processes)"
+        )
 
     def run_many(
         self, tasks: Sequence[tuple[str, str, float, int | None]], kill_grace_s: float
@@ -624,23 +672,27 @@ class _ProcessWorker:
         Each result must arrive within its query's ``timeout + kill_grace_s`` after the previous
         one; otherwise the worker is killed, the stuck query gets a timeout result and the list
         stops there. Returns ``(results, alive)``; ``alive=False`` means the worker must be replaced.
+
+        Raises:
+            SandboxWorkerError: the worker never started (infrastructure, not a query's fault).
         """
-        if not self.wait_ready(_STARTUP_TIMEOUT_S):
-            self.kill()
-            msg = (
-                "the sandbox worker process failed to start (process isolation spawns workers: "
-                "run from an importable script guarded by `if __name__ == '__main__':`, "
-                "or use isolation='thread')"
-            )
-            return [_failure(msg, "crash")], False
+        from agentic_sql.sandbox_worker import decode_result
+
+        self.wait_ready(_STARTUP_TIMEOUT_S)
         results: list[ExecResult] = []
         t0 = time.monotonic()
         try:
-            for task in tasks:
-                self.pipe.send(task)
+            for path, sql, timeout_s, cap in tasks:
+                self._send(
+                    json.dumps(
+                        {"path": path, "sql": sql, "timeout_s": timeout_s, "max_rows": cap},
+                        ensure_ascii=True,
+                    )
+                )
             for _path, _sql, timeout_s, _cap in tasks:
                 t0 = time.monotonic()
-                if not self.pipe.poll(timeout_s + kill_grace_s):
+                line = self._readline(timeout_s + kill_grace_s)
+                if line is None:
                     self.kill()
                     results.append(
                         _failure(
@@ -652,10 +704,10 @@ class _ProcessWorker:
                         )
                     )
                     return results, False
-                results.append(self.pipe.recv())
-        except (EOFError, OSError):
-            code = self.proc.exitcode
+                results.append(decode_result(line))
+        except (EOFError, OSError, ValueError):
             self.kill()
+            code = self.proc.returncode
             results.append(
                 _failure(
                     f"the sandbox worker died while running the query (exit code {code})",
@@ -666,18 +718,25 @@ class _ProcessWorker:
             return results, False
         return results, True
 
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):
-            self.pipe.send(None)
-        self.proc.join(timeout=1.0)
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=1.0)
         self.kill()
 
     def kill(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(timeout=2.0)
-        with contextlib.suppress(OSError):
-            self.pipe.close()
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=2.0)
+        for f in (self.proc.stdin, self.proc.stdout, self._stderr):
+            with contextlib.suppress(OSError, ValueError):
+                f.close()  # type: ignore[union-attr]
 
 
 def _shutdown(workers: list[_ProcessWorker], caches: list[_ConnectionCache]) -> None:
@@ -732,7 +791,8 @@ class SQLiteExecutor:
             ``<db_id>.sqlite`` as in Spider 2.0-lite's local databases is accepted too).
         timeout_s: per-query timeout (training 5 s; BIRD evaluation uses 30 s).
         max_rows: rows kept per result (``None`` = all, as the official BIRD script does).
-        isolation: ``"process"`` runs queries in spawned worker processes (memory limit, killable);
+        isolation: ``"process"`` runs queries in worker subprocesses (``python -m
+            agentic_sql.sandbox_worker``; memory limit, killable);
             ``"thread"`` runs them in the calling thread (lower overhead, no memory limit).
         max_workers: worker processes (process mode) and threads used by :meth:`execute_many`.
         memory_limit_mb: address-space limit of each worker process, and half of it as SQLite's
@@ -793,6 +853,8 @@ class SQLiteExecutor:
         self._pool_lock = threading.Lock()
         self._threads: ThreadPoolExecutor | None = None
         self._closed = False
+        self._broken: str | None = None  # why workers cannot start (raised again, never retried)
+        self._worker_command = _worker_command()
         self._finalizer = weakref.finalize(self, _shutdown, self._workers, self._caches)
 
     # -------------------------------------------------------------------------- paths
@@ -830,10 +892,13 @@ class SQLiteExecutor:
         timeout_s: float | None = None,
         max_rows: int | Literal["default"] | None = "default",
     ) -> ExecResult:
-        """Run one query in the sandbox; never raises (failures are ``ExecResult(ok=False)``).
+        """Run one query in the sandbox; a query's failure is ``ExecResult(ok=False)``, not an exception.
 
         ``timeout_s`` / ``max_rows`` override the executor's defaults for this call (``max_rows=None``
         fetches every row).
+
+        Raises:
+            SandboxWorkerError: process isolation and the worker process cannot start.
         """
         if self._closed:
             return _failure("the executor is closed", "crash")
@@ -969,22 +1034,30 @@ class SQLiteExecutor:
             pass
         with self._pool_lock:
             if len(self._workers) < self.max_workers:
-                ctx = multiprocessing.get_context("spawn")
-                w = _ProcessWorker(ctx, self.limits, self.memory_limit_mb)
+                w = self._start_worker()
                 self._workers.append(w)
                 return w
         return self._idle.get()
 
+    def _start_worker(self) -> _ProcessWorker:
+        """A new worker subprocess (raises :class:`SandboxWorkerError` if it cannot be started)."""
+        if self._broken is not None:
+            raise SandboxWorkerError(self._broken)
+        try:
+            return _ProcessWorker(self.limits, self.memory_limit_mb, self._worker_command)
+        except SandboxWorkerError as e:
+            self._broken = str(e)
+            raise
+
     def _release(self, w: _ProcessWorker, alive: bool) -> None:
-        if alive and w.proc.is_alive() and not self._closed:
+        if alive and w.is_alive() and not self._closed:
             self._idle.put(w)
             return
         with self._pool_lock:
             if w in self._workers:
                 self._workers.remove(w)
         if not self._closed:  # replace it so waiting callers are not starved
-            ctx = multiprocessing.get_context("spawn")
-            nw = _ProcessWorker(ctx, self.limits, self.memory_limit_mb)
+            nw = self._start_worker()
             with self._pool_lock:
                 self._workers.append(nw)
             self._idle.put(nw)
@@ -1005,8 +1078,15 @@ class SQLiteExecutor:
             alive = False
             try:
                 got, alive = w.run_many(tasks, self.limits.kill_grace_s)
+            except SandboxWorkerError as e:
+                self._broken = str(e)
+                with self._pool_lock:
+                    if w in self._workers:
+                        self._workers.remove(w)
+                raise
             finally:
-                self._release(w, alive)
+                if alive or self._broken is None:
+                    self._release(w, alive)
             if not alive:
                 last = got[-1]
                 if last.timed_out:

@@ -116,6 +116,13 @@ class GoldCache:
             from agentic_sql.errors import DatabaseNotFoundError
 
             raise DatabaseNotFoundError(str(db_id), "?", detail=f"gold query: {res.error}")
+        if not res.ok and res.error_kind == "crash":
+            from agentic_sql.errors import SandboxWorkerError
+
+            raise SandboxWorkerError(
+                f"the gold query of db {db_id!r} could not run because the sandbox failed "
+                f"({res.error}); refusing to turn it into a None reward: {gold_sql}"
+            )
         cacheable = res.ok or res.error_kind in _CACHEABLE_FAILURES
         if not res.ok:
             self.n_invalid += 1

@@ -30,6 +30,8 @@ __all__ = [
     "Domain",
     "SyntheticSuite",
     "build_synthetic_suite",
+    "SUITE_MARKER",
+    "check_suite_output_dir",
     "write_synthetic_suite",
 ]
 
@@ -523,6 +525,40 @@ def _fill(conn: sqlite3.Connection, db: dict[str, Any]) -> None:
     conn.commit()
 
 
+SUITE_MARKER = ".agentic-sql-synthetic"
+"""File that marks a folder as a synthetic suite written by agentic-sql (safe to rewrite)."""
+
+
+def check_suite_output_dir(out_dir: str | os.PathLike) -> Path:
+    """Refuse a folder that holds anything but a synthetic suite; return it as a ``Path``.
+
+    Allowed: a folder that does not exist yet, an empty folder, or a folder holding the
+    :data:`SUITE_MARKER` file (a suite written by agentic-sql before, which is rewritten in place).
+
+    Raises:
+        UnsafeOutputDirError: ``out_dir`` is a file, or a non-empty folder without the marker (a
+            user's BIRD folder, say: its ``dev.json`` / ``train.json`` would be replaced).
+    """
+    from agentic_sql.errors import UnsafeOutputDirError
+
+    out = Path(out_dir)
+    if not out.exists():
+        return out
+    if not out.is_dir():
+        raise UnsafeOutputDirError(
+            f"cannot write the synthetic suite to {str(out)!r}: it is a file, expected a new or "
+            f"empty folder"
+        )
+    if (out / SUITE_MARKER).is_file() or not any(out.iterdir()):
+        return out
+    shown = sorted(p.name for p in out.iterdir())[:5]
+    raise UnsafeOutputDirError(
+        f"refusing to write the synthetic suite into {str(out)!r}: the folder is not empty "
+        f"(holds {shown}) and is not a synthetic suite written by agentic-sql (no {SUITE_MARKER} "
+        f"file); nothing was written. Choose a new or empty folder."
+    )
+
+
 def write_synthetic_suite(
     suite: SyntheticSuite, out_dir: str | os.PathLike, *, data_mode: str = "dev"
 ) -> Path:
@@ -531,12 +567,22 @@ def write_synthetic_suite(
     Files: ``<out_dir>/<db_id>/<db_id>.sqlite`` for each database, ``<out_dir>/<data_mode>.json``
     (every question, BIRD fields plus ``template`` and ``split``), ``train.json`` / ``test.json``
     (the two splits), and ``<data_mode>_gold.sql`` (``SQL\\tdb_id`` lines, the official script's gold
-    file). Existing database files are replaced atomically, so rewriting gives identical bytes.
+    file), and the :data:`SUITE_MARKER` file. Existing database files are replaced atomically, so
+    rewriting gives identical bytes.
+
+    Raises:
+        UnsafeOutputDirError: ``out_dir`` is not new, empty or an earlier synthetic suite
+            (:func:`check_suite_output_dir`); checked before anything is written.
     """
     from papercore.io import atomic_write, write_json
 
-    out = Path(out_dir)
+    out = check_suite_output_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / SUITE_MARKER).write_text(
+        "This folder holds a synthetic Text-to-SQL suite written by agentic-sql; "
+        "agentic-sql may rewrite it.\n",
+        encoding="utf-8",
+    )
     for db_id, db in suite.databases.items():
         folder = out / db_id
         folder.mkdir(parents=True, exist_ok=True)

@@ -52,8 +52,13 @@ class TrainConfig:
     Args:
         model: model name or local path (loaded offline first through papercore).
         output_dir: checkpoints, logs and the final model.
-        db_root: ``<db_root>/<db_id>/<db_id>.sqlite`` databases (built for ``data.kind: synthetic``).
-        data: ``{"kind": "synthetic", "n_dbs": 4, "n_questions": 200, "seed": 0}`` (trains on the
+        db_root: ``<db_root>/<db_id>/<db_id>.sqlite`` databases. With ``data.kind: synthetic`` the
+            suite is written there only if the folder is new, empty or an earlier suite (else
+            :class:`~agentic_sql.errors.UnsafeOutputDirError`); without ``db_root`` it goes to
+            ``<output_dir>/synthetic``.
+        data: empty (the default) = the synthetic suite, which needs ``db_root`` unset (a
+            ``db_root`` without ``data`` raises: say which split to train on);
+            ``{"kind": "synthetic", "n_dbs": 4, "n_questions": 200, "seed": 0}`` (trains on the
             suite's ``split: train`` questions unless ``split`` says ``test`` or ``all``),
             ``{"kind": "jsonl", "path": "train.jsonl"}`` (rows with prompt, db_id, gold_sql), or
             ``{"kind": "bird" | "spider", "path": "train.json"}``.
@@ -76,7 +81,7 @@ class TrainConfig:
     model: str
     output_dir: str = "runs/agentic-sql"
     db_root: str | None = None
-    data: dict[str, Any] = field(default_factory=lambda: {"kind": "synthetic"})
+    data: dict[str, Any] = field(default_factory=dict)
     protocol: str = "tools"
     reward: str = "atr"
     max_turns: int = 5
@@ -98,6 +103,16 @@ class TrainConfig:
             raise ValueError(f"reward must be one of {list(REWARD_KINDS)}, got {self.reward!r}")
         if self.max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {self.max_turns}")
+        if self.csmr_mode not in ("exact", "jaccard", "rows"):
+            raise ValueError(
+                f"csmr_mode must be 'exact', 'jaccard' or 'rows', got {self.csmr_mode!r}"
+            )
+        if not isinstance(self.data, dict):
+            raise ValueError(
+                f"data must be a mapping such as {{kind: bird, path: train.json}}, got {self.data!r}"
+            )
+        if not isinstance(self.grpo, dict):
+            raise ValueError(f"grpo must be a mapping of GRPOConfig fields, got {self.grpo!r}")
         self.atr_config()  # validate early (raises on beta <= alpha etc.)
 
     def atr_config(self) -> ATRConfig:
@@ -124,7 +139,66 @@ def load_train_config(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
         raise ValueError(f"{path}: unknown setting(s) {unknown}; known settings: {sorted(known)}")
     if "model" not in raw:
         raise ValueError(f"{path}: the setting 'model' (name or local path) is required")
-    return TrainConfig(**raw)
+    cfg = TrainConfig(**raw)
+    check_train_config(cfg, where=str(path))
+    return cfg
+
+
+_EXTRA_GRPO_KEYS = frozenset({"model_dtype"})  # ours: dtype of the policy we load
+
+
+def check_grpo_keys(grpo: dict[str, Any], where: str = "the config") -> None:
+    """Raise ``ValueError`` naming every ``grpo:`` key that is not a ``trl.GRPOConfig`` field."""
+    from trl import GRPOConfig
+
+    known = {f.name for f in dataclasses.fields(GRPOConfig)} | _EXTRA_GRPO_KEYS
+    unknown = sorted(set(grpo) - known)
+    if unknown:
+        import difflib
+
+        hints = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+        hint = "; ".join(f"{k!r} (did you mean {v[0]!r}?)" for k, v in hints.items() if v)
+        raise ValueError(
+            f"{where}: unknown grpo setting(s) {unknown}: every key under grpo: must be a "
+            f"trl.GRPOConfig field (or model_dtype)" + (f"; {hint}" if hint else "")
+        )
+
+
+def check_model_name(name: str) -> None:
+    """Raise when ``name`` can be neither a local model folder nor a hub id ``org/name``.
+
+    Checked before anything is written or loaded. A hub id is not looked up here (offline
+    machines); an existing path must be a folder.
+    """
+    from papercore.errors import ModelNotAvailableError
+    from papercore.models import is_hub_id
+
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ModelNotAvailableError(
+                f"model {name!r} is a file; expected a model folder (with config.json) or a hub id"
+            )
+        return
+    if not is_hub_id(name):
+        raise ModelNotAvailableError(
+            f"model {name!r} is not an existing folder (resolved to {str(p.absolute())!r}) and not a "
+            f"hub id of the form 'org/name'"
+        )
+
+
+def check_train_config(cfg: TrainConfig, where: str = "the config") -> None:
+    """Everything that can be checked before writing or loading anything: the ``grpo:`` keys, the
+    model name, and ``db_root`` with a data source (a ``db_root`` without ``data:`` would otherwise
+    mean "build the synthetic suite there")."""
+    check_grpo_keys(cfg.grpo, where)
+    check_model_name(str(cfg.model))
+    if cfg.db_root is not None and not cfg.data:
+        raise ValueError(
+            f"{where}: db_root is set ({cfg.db_root!r}) but data is not: say which split to train on "
+            f"(data: {{kind: bird, path: .../train.json}}), or leave out db_root to train on the "
+            f"synthetic suite (written to <output_dir>/synthetic); nothing was written"
+        )
 
 
 def _yaml_where(e: Exception) -> str:
@@ -157,6 +231,11 @@ def _load_dataset(cfg: TrainConfig) -> tuple[Any, str]:
     """``(dataset, db_root)`` from ``cfg.data``."""
     from agentic_sql import data as data_mod
 
+    if cfg.db_root is not None and not cfg.data:
+        raise ValueError(
+            f"db_root is set ({cfg.db_root!r}) but data is not: say which split to train on "
+            f"(data: {{kind: bird, path: .../train.json}}); nothing was written"
+        )
     kind = str(cfg.data.get("kind", "synthetic"))
     opts = {k: v for k, v in cfg.data.items() if k not in ("kind", "path", "split")}
     opts.setdefault("protocol", cfg.protocol)  # prompts explain the protocol and the turn budget
@@ -180,6 +259,26 @@ def _load_dataset(cfg: TrainConfig) -> tuple[Any, str]:
             f"unknown data.kind {kind!r}; expected one of ['synthetic', 'jsonl', *{sorted(loaders)}]"
         )
     return getattr(data_mod, loaders[kind])(path, cfg.db_root, **opts), cfg.db_root
+
+
+def check_db_ids(dataset: Any, db_root: str | os.PathLike) -> None:
+    """Raise :class:`~agentic_sql.errors.DatabaseNotFoundError` for the first ``db_id`` of the dataset
+    without a database under ``db_root`` (checked before the model is loaded)."""
+    from agentic_sql.errors import DatabaseNotFoundError
+    from agentic_sql.executor import find_db_path
+
+    ids = dataset["db_id"] if hasattr(dataset, "column_names") else [r["db_id"] for r in dataset]
+    seen: set[str] = set()
+    for i, db_id in enumerate(ids):
+        if db_id in seen:
+            continue
+        try:
+            find_db_path(db_root, db_id)
+        except DatabaseNotFoundError as e:
+            raise DatabaseNotFoundError(
+                str(db_id), e.path, detail=f"training row {i} ({len(set(ids))} distinct db_ids)"
+            ) from None
+        seen.add(db_id)
 
 
 def _maybe_split(ds: Any, split: str | None) -> Any:
@@ -220,11 +319,16 @@ def build_trainer(
     from agentic_sql.env import make_environment_factory
     from agentic_sql.rollout import make_sql_rollout_func
 
+    check_grpo_keys(cfg.grpo)
+    if model is None or isinstance(model, (str, os.PathLike)):
+        check_model_name(str(model or cfg.model))
     if train_dataset is None:
         train_dataset, root = _load_dataset(cfg)
         db_root = db_root or root
     db_root = db_root or cfg.db_root
     check_dataset_columns(train_dataset)
+    if executor is None and db_root is not None:
+        check_db_ids(train_dataset, db_root)
     if model is None or isinstance(model, (str, os.PathLike)):
         from papercore.models import load_model, load_tokenizer
 
