@@ -208,3 +208,38 @@ def test_vllm_gets_one_sampling_params_per_request(monkeypatch):
     assert [p.temperature for p in params[:5]] == [0.3, 0.5, 0.7, 0.9, 1.0]
     assert len({p.seed for p in params[:5]}) == 5 and all(p.n == 1 for p in params)
     assert all(r.consensus.consensus == pytest.approx(0.6) for r in res)  # "always A" under swaps
+
+
+class _ConfigsBackend:
+    """A backend named "vllm" that records ``generate`` calls (it has no ``llm`` to reach into)."""
+
+    name = "vllm"
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, prompts, config=None, *, adapters=None, configs=None):
+        from papercore.generation import Completion
+
+        self.calls.append((list(prompts), config, configs))
+        return [
+            [Completion(text=f"{p}@{c.temperature}", token_ids=[1])]
+            for p, c in zip(prompts, configs, strict=True)
+        ]
+
+
+def test_vllm_schedule_goes_through_backend_generate_configs():
+    from egrm_reward.sampling import sample_schedule
+
+    backend = _ConfigsBackend()
+    sched = SamplingSchedule()
+    prompts = [[f"p{p}e{i}" for p in range(2)] for i in range(sched.m)]
+    out = sample_schedule(backend, prompts, sched, max_new_tokens=4, base_seed=1)
+    assert len(backend.calls) == 1
+    sent, config, configs = backend.calls[0]
+    assert config is None and len(sent) == len(configs) == 2 * sched.m
+    assert [c.temperature for c in configs[: sched.m]] == list(sched.temperatures)
+    assert [c.seed for c in configs[: sched.m]] == [1_000_003 + s for s in sched.seeds]
+    assert [[c.text for c in row] for row in out] == [
+        [f"p{p}e{i}@{t}" for i, t in enumerate(sched.temperatures)] for p in range(2)
+    ]

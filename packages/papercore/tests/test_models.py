@@ -244,8 +244,8 @@ def test_local_device_under_a_launch_is_the_ranks_device(monkeypatch):
 
 
 def test_local_device_on_a_real_cpu_partial_state(monkeypatch):
-    """The real accelerate: an initialised PartialState (as in a script run by ``accelerate launch``)
-    counts as a launch, and on this CPU machine its device, hence the model's, is the CPU."""
+    """The real accelerate: an initialised single-process PartialState (what any ``Trainer``
+    creates) is not a launch, and on this CPU machine its device, hence the model's, is the CPU."""
     pytest.importorskip("accelerate")
     from accelerate import PartialState
 
@@ -258,13 +258,13 @@ def test_local_device_on_a_real_cpu_partial_state(monkeypatch):
     was_initialised = bool(PartialState._shared_state)
     state = PartialState()
     try:
-        assert distributed_launch()
+        assert state.num_processes == 1
+        assert not distributed_launch()
         assert local_device() == state.device == torch.device("cpu")
     finally:
         if not was_initialised:
             PartialState._reset_state()
-    if not was_initialised:
-        assert not distributed_launch()
+    assert not distributed_launch()
 
 
 def test_load_model_under_a_launch_moves_to_the_ranks_device(monkeypatch, tiny_model_dir):
@@ -296,3 +296,18 @@ def test_missing_sentence_transformers_names_the_extra(monkeypatch):
         import_sentence_transformers("a test")
     with pytest.raises(BackendUnavailableError, match="loading a sentence-transformers model"):
         load_sentence_transformer("org/name")
+
+
+def test_an_initialised_multi_process_state_is_a_launch(monkeypatch):
+    """A PartialState with several processes counts even without the env variables."""
+    pytest.importorskip("accelerate")
+    from accelerate.state import PartialState
+
+    from papercore.models import distributed_launch
+
+    for var in ("LOCAL_RANK", "WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(PartialState, "_shared_state", {"num_processes": 2})
+    assert distributed_launch()
+    monkeypatch.setattr(PartialState, "_shared_state", {"num_processes": 1})
+    assert not distributed_launch()

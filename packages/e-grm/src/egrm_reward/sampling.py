@@ -5,8 +5,9 @@ completions of the schedule's entries. How the requests reach the backend:
 
 * schedule uniform (only seeds differ) and every entry sees the same prompt: **one call with
   ``n = M``** (seed = the first entry's);
-* vLLM (``backend.name == "vllm"``): **one** ``LLM.generate`` call over all ``P·M`` requests with
-  one ``SamplingParams`` per request (its own temperature / top-p / seed);
+* vLLM (``backend.name == "vllm"``): **one** ``backend.generate(prompts, configs=[...])`` call over
+  all ``P·M`` requests, which the vLLM backend sends as one ``LLM.generate`` call with one
+  ``SamplingParams`` per request (its own temperature / top-p / seed);
 * otherwise: **M calls of ``n = 1``**, one per schedule entry, each batched over all prompts and
   seeded with that entry's seed.
 """
@@ -93,8 +94,10 @@ def sample_schedule(
         return [list(c) for c in out]
     flat_prompts = [prompts_per_entry[i][p] for p in range(n_p) for i in range(m)]
     flat_cfgs = [cfgs[i] for _ in range(n_p) for i in range(m)]
-    if getattr(backend, "name", "") == "vllm" and hasattr(backend, "llm"):
-        flat = _vllm_per_request(backend, flat_prompts, flat_cfgs)
+    if getattr(backend, "name", "") == "vllm":
+        out = backend.generate(flat_prompts, configs=flat_cfgs)
+        _check(out, len(flat_prompts), 1, "vLLM per-request call")
+        flat = [c[0] for c in out]
         return [flat[p * m : (p + 1) * m] for p in range(n_p)]
     result: list[list[Completion]] = [[] for _ in range(n_p)]
     for i in range(m):
@@ -114,24 +117,6 @@ def sample_n(
     out = backend.generate(list(prompts), config)
     _check(out, len(prompts), config.n, "sample_n")
     return [list(c) for c in out]
-
-
-def _vllm_per_request(
-    backend: Any, prompts: list[Any], cfgs: list[SamplingConfig]
-) -> list[Completion]:
-    """One vLLM call with one ``SamplingParams`` per request (vLLM ≥ 0.8 takes a list)."""
-    from papercore.generation.vllm import (
-        completions_from_vllm,
-        to_vllm_prompt,
-        to_vllm_sampling_params,
-    )
-
-    token_prompts = [to_vllm_prompt(p, backend.tokenizer) for p in prompts]
-    params = [to_vllm_sampling_params(c) for c in cfgs]
-    outputs = backend.llm.generate(token_prompts, sampling_params=params, use_tqdm=False)
-    flat = [completions_from_vllm(o) for o in outputs]
-    _check(flat, len(prompts), 1, "vLLM per-request call")
-    return [c[0] for c in flat]
 
 
 def n_tokens(c: Completion) -> int:

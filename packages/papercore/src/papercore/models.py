@@ -76,7 +76,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 def distributed_launch() -> bool:
     """True under ``accelerate launch`` / ``torchrun`` / ``deepspeed``: ``LOCAL_RANK`` is set or
-    ``WORLD_SIZE`` > 1 in the environment, or an ``accelerate.PartialState`` is already initialised."""
+    ``WORLD_SIZE`` > 1 in the environment, or an ``accelerate.PartialState`` with more than one
+    process is already initialised (a single-process state, which every ``Trainer`` creates, is not)."""
     if os.environ.get("LOCAL_RANK", "").strip() != "":
         return True
     try:
@@ -87,7 +88,8 @@ def distributed_launch() -> bool:
     state = sys.modules.get("accelerate.state")  # only if accelerate was imported already
     partial = getattr(state, "PartialState", None)
     shared = getattr(partial, "_shared_state", None)
-    return bool(shared)
+    # an initialised single-process state (any `Trainer` creates one) is not a launch
+    return bool(shared) and int(shared.get("num_processes", 1) or 1) > 1
 
 
 def local_device() -> torch.device:

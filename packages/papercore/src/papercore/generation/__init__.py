@@ -1,6 +1,7 @@
 """Generation backends behind one protocol: ``make_backend(name, ...).generate(prompts, SamplingConfig(n=...))``.
 
-Every backend also takes ``generate(..., adapters=[name or None, ...])``: one LoRA adapter per prompt.
+Every backend also takes ``generate(..., adapters=[name or None, ...])`` (one LoRA adapter per prompt)
+and ``generate(prompts, configs=[SamplingConfig, ...])`` (one sampling setting per prompt).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from papercore.generation.base import (
     Message,
     Prompt,
     SamplingConfig,
+    SamplingConfigsError,
     check_adapters,
     check_prompts,
     cut_at_stop,
     encode_prompt,
     render_prompt,
+    resolve_configs,
 )
 
 BACKENDS = ("transformers", "vllm", "openai")
@@ -57,10 +60,12 @@ __all__ = [
     "Message",
     "Prompt",
     "SamplingConfig",
+    "SamplingConfigsError",
     "check_adapters",
     "check_prompts",
     "cut_at_stop",
     "encode_prompt",
     "make_backend",
     "render_prompt",
+    "resolve_configs",
 ]

@@ -25,6 +25,14 @@ one entry per prompt (``None`` = the base model), validated by :func:`check_adap
 transformers backend runs peft's mixed-adapter batches, the vLLM backend sends one
 ``LoRARequest`` per prompt, and the OpenAI-compatible backend sends the adapter name as the
 request's ``model`` (vLLM's server serves each LoRA module under its own model name).
+
+Per-prompt sampling settings: every backend's ``generate`` also takes
+``configs=[SamplingConfig, ...]``, one per prompt instead of one ``config`` for all (validated by
+:func:`resolve_configs`; giving both is an error). The transformers backend runs prompts with
+identical configs together (outputs keep the prompts' order, and each prompt keeps its index in
+the call for seeding), the vLLM backend sends one ``SamplingParams`` per prompt in a single
+``LLM.generate`` call, and the OpenAI-compatible backend sends each prompt's requests with its
+own config.
 """
 
 from __future__ import annotations
@@ -42,6 +50,11 @@ Prompt = str | list[Message]
 class AdapterError(PapercoreError, ValueError):
     """Per-prompt adapters that do not fit the call or the backend: a list of the wrong length, a
     name that is not a string, an adapter the backend does not know, or a model without adapters."""
+
+
+class SamplingConfigsError(PapercoreError, ValueError, TypeError):
+    """Per-prompt sampling configs that do not fit the call: both ``config`` and ``configs`` given,
+    a list of the wrong length, or an entry that is not a :class:`SamplingConfig`."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +118,13 @@ class GenerationBackend(Protocol):
         config: SamplingConfig | None = None,
         *,
         adapters: Sequence[str | None] | None = None,
+        configs: Sequence[SamplingConfig] | None = None,
     ) -> list[list[Completion]]:
         """Return ``len(prompts)`` lists, each of ``config.n`` completions.
 
         ``adapters``: one LoRA adapter name per prompt (``None`` = the base model), or ``None``
-        for the model as configured.
+        for the model as configured. ``configs``: one :class:`SamplingConfig` per prompt
+        (instead of ``config``); prompt ``i`` then gets ``configs[i].n`` completions.
         """
         ...
 
@@ -186,5 +201,41 @@ def check_adapters(
         if a is not None and (not isinstance(a, str) or not a):
             raise AdapterError(
                 f"adapter {i} must be an adapter name (non-empty string) or None, got {a!r}"
+            )
+    return out
+
+
+def resolve_configs(
+    config: SamplingConfig | None,
+    configs: Sequence[SamplingConfig] | None,
+    n_prompts: int,
+) -> list[SamplingConfig]:
+    """One :class:`SamplingConfig` per prompt from ``generate``'s ``config`` / ``configs`` arguments.
+
+    ``configs=None`` gives ``config`` (default ``SamplingConfig()``) for every prompt. Raises
+    :class:`SamplingConfigsError` when both are given, when ``configs`` is a single config or has
+    not one entry per prompt, or when an entry is not a :class:`SamplingConfig`.
+    """
+    if configs is None:
+        return [config or SamplingConfig()] * n_prompts
+    if config is not None:
+        raise SamplingConfigsError(
+            "give either config (one SamplingConfig for every prompt) or configs (one per "
+            "prompt), not both"
+        )
+    if isinstance(configs, SamplingConfig):
+        raise SamplingConfigsError(
+            "configs must be a list with one SamplingConfig per prompt, got a single "
+            "SamplingConfig; pass it as config=... instead"
+        )
+    out = list(configs)
+    if len(out) != n_prompts:
+        raise SamplingConfigsError(
+            f"configs must have one entry per prompt: got {len(out)} configs for {n_prompts} prompts"
+        )
+    for i, c in enumerate(out):
+        if not isinstance(c, SamplingConfig):
+            raise SamplingConfigsError(
+                f"configs[{i}] must be a SamplingConfig, got {type(c).__name__}"
             )
     return out

@@ -15,6 +15,13 @@ Batching never changes a completion:
   given. With ``seed=None`` one base seed is drawn from torch's global RNG per call, so
   :func:`papercore.seeding.seed_everything` still makes runs reproducible.
 
+Per-prompt configs: ``generate(prompts, configs=[...])`` groups the prompts by identical
+:class:`SamplingConfig` and runs each group in its own batches (in the order the configs first
+appear); the output keeps the prompts' order. A prompt keeps its index in the call for its random
+stream, so prompt ``i`` of a mixed call gets the same samples as prompt ``i`` of
+``generate(prompts, configs[i])`` (and a prompt alone, at index 0, the same as at index 0 of a
+mixed call). With ``seed=None`` each distinct config draws its own base seed.
+
 LoRA adapters (peft): ``generate(prompts, config, adapters=[name or None, ...])`` runs one batch
 with a different adapter per prompt through peft's mixed-adapter inference
 (``model.generate(..., adapter_names=[...])``, one name per expanded row, ``"__base__"`` for the
@@ -49,6 +56,7 @@ from papercore.generation.base import (
     check_prompts,
     cut_at_stop,
     encode_prompt,
+    resolve_configs,
 )
 
 logger = logging.getLogger(__name__)
@@ -120,6 +128,7 @@ class TransformersBackend:
         config: SamplingConfig | None = None,
         *,
         adapters: Sequence[str | None] | None = None,
+        configs: Sequence[SamplingConfig] | None = None,
     ) -> list[list[Completion]]:
         """Sample ``config.n`` completions per prompt.
 
@@ -128,20 +137,31 @@ class TransformersBackend:
             config: sampling settings (default ``SamplingConfig()``).
             adapters: one LoRA adapter name per prompt (``None`` = the base model), run in mixed
                 batches; needs a ``PeftModel`` with those adapters loaded.
+            configs: one :class:`SamplingConfig` per prompt instead of ``config`` (prompts with
+                equal configs are batched together; see the module doc).
+
+        Raises:
+            SamplingConfigsError: both ``config`` and ``configs``, or a wrong-length ``configs``.
         """
-        config = config or SamplingConfig()
         prompts = check_prompts(prompts)
+        cfgs = resolve_configs(config, configs, len(prompts))
         rows = self._adapter_rows(check_adapters(adapters, len(prompts)), len(prompts))
         ids = [encode_prompt(p, self.tokenizer) for p in prompts]
         for i, row in enumerate(ids):
             if not row:
                 raise ValueError(f"prompt {i} has no tokens")
-        base_seed = None if config.greedy else _base_seed(config.seed)
-        out: list[list[Completion]] = []
-        for start in range(0, len(ids), self.batch_size):
-            chunk = ids[start : start + self.batch_size]
-            names = None if rows is None else rows[start : start + self.batch_size]
-            out.extend(self._generate_batch(chunk, config, base_seed, start, names))
+        groups: dict[SamplingConfig, list[int]] = {}
+        for i, c in enumerate(cfgs):
+            groups.setdefault(c, []).append(i)
+        out: list[list[Completion]] = [[] for _ in prompts]
+        for cfg, members in groups.items():
+            base_seed = None if cfg.greedy else _base_seed(cfg.seed)
+            for start in range(0, len(members), self.batch_size):
+                idx = members[start : start + self.batch_size]
+                names = None if rows is None else [rows[i] for i in idx]
+                res = self._generate_batch([ids[i] for i in idx], cfg, base_seed, idx, names)
+                for i, group in zip(idx, res, strict=True):
+                    out[i] = group
         return out
 
     def _adapter_rows(self, adapters: list[str | None] | None, n_prompts: int) -> list[str] | None:
@@ -176,9 +196,11 @@ class TransformersBackend:
         prompt_ids: list[list[int]],
         config: SamplingConfig,
         base_seed: int | None,
-        start: int,
+        indices: list[int],
         adapter_rows: list[str] | None = None,
     ) -> list[list[Completion]]:
+        """One ``generate`` call; ``indices``: each prompt's index in the ``generate`` call (its
+        random stream is seeded by ``(base_seed, index, sample)``)."""
         from transformers import LogitsProcessorList
 
         tok, model = self.tokenizer, self.model
@@ -210,11 +232,7 @@ class TransformersBackend:
         if config.stop:
             gen_kwargs.update(stop_strings=list(config.stop), tokenizer=tok)
         if base_seed is not None:
-            rngs = [
-                np.random.default_rng([base_seed, start + i, k])
-                for i in range(len(prompt_ids))
-                for k in range(reps)
-            ]
+            rngs = [np.random.default_rng([base_seed, i, k]) for i in indices for k in range(reps)]
             gen_kwargs["logits_processor"] = LogitsProcessorList([_RowSampler(rngs, config)])
         if adapter_rows is not None:
             # peft's mixed-adapter batch: one adapter name per row of input_ids

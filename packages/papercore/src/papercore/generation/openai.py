@@ -24,6 +24,9 @@ raised error as notes. It works the same when called from inside a running async
 Per-prompt LoRA adapters: vLLM's server (``--enable-lora --lora-modules name=path``) serves each
 adapter as a model name, so ``generate(..., adapters=[name or None, ...])`` sends the adapter
 name as the request's ``model`` (``None`` → the backend's ``model``).
+
+Per-prompt configs: ``generate(prompts, configs=[...])`` sends each prompt's requests with its own
+:class:`SamplingConfig` (temperature, ``max_tokens``, ``n``, seed, …).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from papercore.generation.base import (
     check_adapters,
     check_prompts,
     cut_at_stop,
+    resolve_configs,
 )
 
 logger = logging.getLogger(__name__)
@@ -113,6 +117,7 @@ class OpenAIBackend:
         config: SamplingConfig | None = None,
         *,
         adapters: Sequence[str | None] | None = None,
+        configs: Sequence[SamplingConfig] | None = None,
     ) -> list[list[Completion]]:
         """Sample ``config.n`` completions per prompt, up to ``max_concurrency`` prompts at once.
 
@@ -121,12 +126,17 @@ class OpenAIBackend:
             config: sampling settings (default ``SamplingConfig()``).
             adapters: one served model name per prompt, e.g. a LoRA module of vLLM's server
                 (``None`` = ``self.model``).
+            configs: one :class:`SamplingConfig` per prompt instead of ``config``; prompt ``i``'s
+                requests use ``configs[i]``.
+
+        Raises:
+            SamplingConfigsError: both ``config`` and ``configs``, or a wrong-length ``configs``.
         """
-        config = config or SamplingConfig()
         prompts = check_prompts(prompts)
+        cfgs = resolve_configs(config, configs, len(prompts))
         names = check_adapters(adapters, len(prompts))
         models = [self.model] * len(prompts) if names is None else [a or self.model for a in names]
-        groups = self._sample_all(prompts, models, config)
+        groups = self._sample_all(prompts, models, cfgs)
         if self.tokenizer is not None:  # here, not in the pool: one thread uses the tokenizer
             for group in groups:
                 for c in group:
@@ -135,17 +145,17 @@ class OpenAIBackend:
         return groups
 
     def _sample_all(
-        self, prompts: list[Prompt], models: list[str], config: SamplingConfig
+        self, prompts: list[Prompt], models: list[str], configs: list[SamplingConfig]
     ) -> list[list[Completion]]:
         workers = min(self.max_concurrency, len(prompts))
         if workers <= 1:
-            return [self._sample(p, m, config) for p, m in zip(prompts, models, strict=True)]
+            return [self._sample(p, m, c) for p, m, c in zip(prompts, models, configs, strict=True)]
         stop = threading.Event()
         failed: list[int] = []  # prompt indices in the order their requests failed
 
         def run(i: int) -> list[Completion]:
             try:
-                return self._sample(prompts[i], models[i], config, stop)
+                return self._sample(prompts[i], models[i], configs[i], stop)
             except _Cancelled:
                 raise
             except BaseException:

@@ -8,6 +8,9 @@ LoRA adapters: ``VLLMBackend(model, lora_adapters={name: path})`` starts the eng
 ``enable_lora=True`` (and ``max_loras`` / ``max_lora_rank`` large enough for the given adapters
 unless set), and ``generate(..., adapters=[name or None, ...])`` sends one ``LoRARequest`` per
 prompt (:func:`to_vllm_requests`); vLLM batches requests with different adapters together.
+
+Per-prompt configs: ``generate(prompts, configs=[...])`` sends one ``SamplingParams`` per prompt
+in a single ``LLM.generate(prompts, sampling_params=[...])`` call (:func:`to_vllm_sampling_params_list`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from papercore.generation.base import (
     check_adapters,
     check_prompts,
     encode_prompt,
+    resolve_configs,
 )
 
 # the ranks vLLM accepts for ``max_lora_rank`` (vllm.config.lora.MaxLoRARanks)
@@ -58,6 +62,16 @@ def to_vllm_sampling_params(config: SamplingConfig) -> Any:
         stop=list(config.stop) or None,
         logprobs=0 if config.logprobs else None,  # 0 = only the sampled token's logprob
     )
+
+
+def to_vllm_sampling_params_list(configs: Sequence[SamplingConfig]) -> list[Any]:
+    """One ``vllm.SamplingParams`` per config (equal configs share one object, as vLLM itself does
+    when it expands a single ``SamplingParams`` to every prompt)."""
+    made: dict[SamplingConfig, Any] = {}
+    for c in configs:
+        if c not in made:
+            made[c] = to_vllm_sampling_params(c)
+    return [made[c] for c in configs]
 
 
 def to_vllm_prompt(prompt: Prompt, tokenizer: Any) -> dict[str, list[int]]:
@@ -229,16 +243,33 @@ class VLLMBackend:
         config: SamplingConfig | None = None,
         *,
         adapters: Sequence[str | None] | None = None,
+        configs: Sequence[SamplingConfig] | None = None,
     ) -> list[list[Completion]]:
-        """Sample ``config.n`` completions per prompt; ``adapters``: one LoRA name (or ``None``) per prompt."""
-        config = config or SamplingConfig()
+        """Sample ``config.n`` completions per prompt in one ``LLM.generate`` call.
+
+        Args:
+            prompts: strings or chat message lists.
+            config: sampling settings for every prompt (default ``SamplingConfig()``).
+            adapters: one LoRA name (or ``None`` = the base model) per prompt.
+            configs: one :class:`SamplingConfig` per prompt instead of ``config``; sent as a list
+                of ``SamplingParams``, one per prompt.
+
+        Raises:
+            SamplingConfigsError: both ``config`` and ``configs``, or a wrong-length ``configs``.
+        """
         token_prompts, lora_requests = to_vllm_requests(
             prompts, adapters, self.lora_adapters, self.tokenizer
         )
         kwargs: dict[str, Any] = {"use_tqdm": False}
         if lora_requests is not None:
             kwargs["lora_request"] = lora_requests
-        outputs = self.llm.generate(token_prompts, to_vllm_sampling_params(config), **kwargs)
+        if configs is None:
+            params: Any = to_vllm_sampling_params(config or SamplingConfig())
+        else:
+            params = to_vllm_sampling_params_list(
+                resolve_configs(config, configs, len(token_prompts))
+            )
+        outputs = self.llm.generate(token_prompts, params, **kwargs)
         return [completions_from_vllm(o) for o in outputs]
 
 
