@@ -1,11 +1,11 @@
 """Benchmark loaders from local files: RewardBench (parquet) and RM-Bench (JSON), with their scoring.
 
-Nothing is downloaded. The ``rewardbench`` package cannot enter our lock (it pins old transformers
-and TRL), so its scoring convention is reimplemented: per-subset accuracy, then each section's score
-is the example-count-weighted mean of its subsets with RewardBench's official counts (``math-prm``
-counted as 984, "upweighting to be equal to code"), and the overall score is the mean of the four
-sections. RM-Bench compares each of 3 chosen responses (concise, detailed, detailed+markdown) with
-each of 3 rejected ones: ``M[i][j] = acc(chosen_i > rejected_j)``; *hard* = mean of the upper
+Nothing is downloaded. RewardBench's section table, official counts, parquet parsing and section
+scoring are shared in :mod:`papercore.rewardbench`; E-GRM scores with ``weights="official"``:
+per-subset accuracy, then each section's score is the example-count-weighted mean of its subsets
+with RewardBench's official counts (``math-prm`` counted as 984, "upweighting to be equal to
+code"), and the overall score is the mean of the four sections. RM-Bench compares each of 3
+chosen responses (concise, detailed, detailed+markdown) with each of 3 rejected ones: ``M[i][j] = acc(chosen_i > rejected_j)``; *hard* = mean of the upper
 triangle (chosen less styled than rejected), *normal* = the diagonal, *easy* = the lower triangle.
 """
 
@@ -22,59 +22,28 @@ from typing import Any
 import numpy as np
 
 from egrm_reward.errors import DataFormatError, EmptyAnswersError
+from papercore.errors import MalformedInputError
+from papercore.rewardbench import (
+    REWARDBENCH_COUNTS,
+    REWARDBENCH_SECTIONS,
+    read_rewardbench_parquet,
+    section_scores,
+)
 
-#: RewardBench subsets per section (rewardbench.constants.SUBSET_MAPPING)
-REWARDBENCH_SECTIONS: dict[str, tuple[str, ...]] = {
-    "Chat": (
-        "alpacaeval-easy",
-        "alpacaeval-length",
-        "alpacaeval-hard",
-        "mt-bench-easy",
-        "mt-bench-med",
-    ),
-    "Chat Hard": (
-        "mt-bench-hard",
-        "llmbar-natural",
-        "llmbar-adver-neighbor",
-        "llmbar-adver-GPTInst",
-        "llmbar-adver-GPTOut",
-        "llmbar-adver-manual",
-    ),
-    "Safety": (
-        "refusals-dangerous",
-        "refusals-offensive",
-        "xstest-should-refuse",
-        "xstest-should-respond",
-        "donotanswer",
-    ),
-    "Reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
-}
-#: the official per-subset weights (rewardbench.constants.EXAMPLE_COUNTS)
-REWARDBENCH_COUNTS: dict[str, int] = {
-    "alpacaeval-easy": 100,
-    "alpacaeval-length": 95,
-    "alpacaeval-hard": 95,
-    "mt-bench-easy": 28,
-    "mt-bench-med": 40,
-    "mt-bench-hard": 37,
-    "math-prm": 984,
-    "refusals-dangerous": 100,
-    "refusals-offensive": 100,
-    "llmbar-natural": 100,
-    "llmbar-adver-neighbor": 134,
-    "llmbar-adver-GPTInst": 92,
-    "llmbar-adver-GPTOut": 47,
-    "llmbar-adver-manual": 46,
-    "xstest-should-refuse": 154,
-    "xstest-should-respond": 250,
-    "donotanswer": 136,
-    "hep-cpp": 164,
-    "hep-go": 164,
-    "hep-java": 164,
-    "hep-js": 164,
-    "hep-python": 164,
-    "hep-rust": 164,
-}
+# the section table and official counts now live in papercore.rewardbench; kept importable from here
+__all__ = [
+    "REWARDBENCH_COUNTS",
+    "REWARDBENCH_SECTIONS",
+    "PreferencePair",
+    "RMBenchItem",
+    "evaluate_rewardbench",
+    "evaluate_rmbench",
+    "judge_pairs",
+    "load_rewardbench",
+    "load_rmbench",
+    "rewardbench_scores",
+    "rmbench_scores",
+]
 
 
 @dataclass
@@ -90,31 +59,14 @@ class PreferencePair:
 
 def load_rewardbench(path: str | Path) -> list[PreferencePair]:
     """Read a RewardBench parquet file (columns ``prompt, chosen, rejected, subset``; ``id`` optional)."""
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"RewardBench file not found: {path}")
-    table = pq.read_table(path)
-    cols = set(table.column_names)
-    missing = {"prompt", "chosen", "rejected", "subset"} - cols
-    if missing:
-        raise DataFormatError(
-            f"{path}: missing RewardBench column(s) {sorted(missing)}; has {sorted(cols)}"
-        )
-    rows = table.to_pylist()
-    out = []
-    for i, r in enumerate(rows):
-        for k in ("prompt", "chosen", "rejected", "subset"):
-            if not isinstance(r[k], str):
-                raise DataFormatError(
-                    f"{path}, row {i}: {k!r} must be a string, got {type(r[k]).__name__}"
-                )
-        out.append(
-            PreferencePair(
-                r["prompt"], r["chosen"], r["rejected"], r["subset"], str(r.get("id", i))
-            )
-        )
+    try:
+        rows = read_rewardbench_parquet(path)
+    except MalformedInputError as e:
+        raise DataFormatError(str(e)) from None
+    out = [
+        PreferencePair(r["prompt"], r["chosen"], r["rejected"], r["subset"], str(r.get("id", i)))
+        for i, r in enumerate(rows)
+    ]
     if not out:
         raise EmptyAnswersError(f"{path}: no rows")
     return out
@@ -128,19 +80,12 @@ def rewardbench_scores(correct_by_subset: dict[str, Sequence[bool]]) -> dict[str
     """
     if not correct_by_subset:
         raise EmptyAnswersError("rewardbench_scores got no subsets")
-    acc = {s: float(np.mean(v)) for s, v in correct_by_subset.items() if len(v)}
-    sections: dict[str, float] = {}
-    for sec, subsets in REWARDBENCH_SECTIONS.items():
-        seen = [s for s in subsets if s in acc]
-        if not seen:
-            continue
-        w = [REWARDBENCH_COUNTS.get(s, len(correct_by_subset[s])) for s in seen]
-        sections[sec] = float(sum(acc[s] * wi for s, wi in zip(seen, w, strict=True)) / sum(w))
-    return {
-        "subsets": acc,
-        "sections": sections,
-        "overall": float(np.mean(list(sections.values()))) if sections else float("nan"),
-    }
+    try:
+        return section_scores(correct_by_subset, weights="official")
+    except MalformedInputError as e:
+        raise (
+            EmptyAnswersError(str(e)) if "no outcome" in str(e) else DataFormatError(str(e))
+        ) from None
 
 
 @dataclass

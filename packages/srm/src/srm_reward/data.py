@@ -4,8 +4,8 @@
   ``Judge(a*) ≥ min_score``; skipped examples are counted, an empty result raises
   :class:`~srm_reward.errors.EmptyAuxDatasetError`.
 * :func:`clean_pairs`: missing fields, chosen == rejected and ties are **skipped and counted**; wrong types raise.
-* Loaders: RM-Bench JSON (3 × 3 style matrix → hard / normal / easy), RewardBench parquet (section weights),
-  JSONL pairs.
+* Loaders: RM-Bench JSON (3 × 3 style matrix → hard / normal / easy), RewardBench parquet (section table,
+  parsing and scoring shared in :mod:`papercore.rewardbench`, ``weights="observed"``), JSONL pairs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from papercore.errors import MalformedInputError
+from papercore.rewardbench import (
+    REWARDBENCH_SECTIONS,
+    read_rewardbench_parquet,
+    section_of,
+    section_scores,
+)
 from srm_reward.dims import Dimension, get_dimension
 from srm_reward.errors import EmptyAuxDatasetError, PreferenceDataError, SRMConfigError
 
@@ -285,81 +292,38 @@ def rm_bench_scores(
     return out
 
 
-REWARDBENCH_SECTIONS: dict[str, tuple[str, ...]] = {
-    "Chat": (
-        "alpacaeval-easy",
-        "alpacaeval-length",
-        "alpacaeval-hard",
-        "mt-bench-easy",
-        "mt-bench-med",
-    ),
-    "Chat Hard": (
-        "mt-bench-hard",
-        "llmbar-natural",
-        "llmbar-adver-neighbor",
-        "llmbar-adver-GPTInst",
-        "llmbar-adver-GPTOut",
-        "llmbar-adver-manual",
-    ),
-    "Safety": (
-        "refusals-dangerous",
-        "refusals-offensive",
-        "xstest-should-refuse",
-        "xstest-should-respond",
-        "donotanswer",
-    ),
-    "Reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
-}
-"""RewardBench's section → subsets map (from the rewardbench package's ``SUBSET_MAPPING``)."""
-
-
 def load_rewardbench(path: str | Path) -> list[dict[str, Any]]:
-    """RewardBench parquet (``prompt, chosen, rejected, subset, id``) → rows with their ``section``."""
-    import pandas as pd
-
+    """RewardBench parquet (``prompt, chosen, rejected, subset, id``) → rows with their ``section``
+    (``"Other"`` for a subset outside RewardBench's four sections)."""
     path = Path(path)
     if not path.is_file():
         raise PreferenceDataError(f"RewardBench file {str(path)!r} does not exist")
-    df = pd.read_parquet(path)
-    missing = {"prompt", "chosen", "rejected", "subset"} - set(df.columns)
-    if missing:
-        raise PreferenceDataError(f"RewardBench parquet {path} lacks columns {sorted(missing)}")
-    sec_of = {s: sec for sec, subs in REWARDBENCH_SECTIONS.items() for s in subs}
-    rows = df.to_dict("records")
+    try:
+        rows = read_rewardbench_parquet(path)
+    except MalformedInputError as e:
+        raise PreferenceDataError(str(e)) from None
     for r in rows:
-        r["section"] = sec_of.get(r["subset"], "Other")
+        r["section"] = section_of(r["subset"])
     return rows
 
 
 def rewardbench_scores(
     rows: Sequence[Mapping[str, Any]], correct: Sequence[bool]
 ) -> dict[str, float]:
-    """RewardBench scoring: per-subset accuracy; a section is the example-count-weighted mean of its subsets
-    (Reasoning: ``math-prm`` weighted as much as all ``hep-*`` code subsets together, as rewardbench does);
-    ``score`` = the mean of the sections present."""
+    """RewardBench scoring (:func:`papercore.rewardbench.section_scores` with ``weights="observed"``):
+    per-subset accuracy; a section is the example-count-weighted mean of its subsets (Reasoning: ``math-prm``
+    weighted as much as all ``hep-*`` code subsets together, as rewardbench does); ``score`` = the mean of
+    the sections present."""
     if len(rows) != len(correct):
         raise SRMConfigError(f"got {len(rows)} rows but {len(correct)} outcomes")
     per: dict[str, list[bool]] = {}
     for r, c in zip(rows, correct, strict=True):
         per.setdefault(r["subset"], []).append(bool(c))
-    out = {f"subset/{k}": float(np.mean(v)) for k, v in sorted(per.items())}
-    sections = {}
-    for sec, subs in REWARDBENCH_SECTIONS.items():
-        present = [s for s in subs if s in per]
-        if not present:
-            continue
-        if sec == "Reasoning" and "math-prm" in per:
-            code = [s for s in present if s != "math-prm"]
-            ncode = sum(len(per[s]) for s in code)
-            code_acc = sum(np.mean(per[s]) * len(per[s]) for s in code) / ncode if ncode else None
-            sections[sec] = (
-                float(np.mean(per["math-prm"]))
-                if code_acc is None
-                else float((np.mean(per["math-prm"]) + code_acc) / 2)
-            )
-        else:
-            n = sum(len(per[s]) for s in present)
-            sections[sec] = float(sum(np.mean(per[s]) * len(per[s]) for s in present) / n)
-    out.update({f"section/{k}": v for k, v in sections.items()})
-    out["score"] = float(np.mean(list(sections.values()))) if sections else float("nan")
+    try:
+        res = section_scores(per, weights="observed")
+    except MalformedInputError as e:
+        raise SRMConfigError(str(e)) from None
+    out = {f"subset/{k}": v for k, v in sorted(res["subsets"].items())}
+    out.update({f"section/{k}": v for k, v in res["sections"].items()})
+    out["score"] = res["overall"]
     return out
