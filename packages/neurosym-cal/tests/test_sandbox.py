@@ -99,7 +99,12 @@ def test_infinite_loop_times_out_within_limit_plus_one_second():
 def test_memory_bombs_never_pass(sb, program):
     r = sb.run(program, "pass")
     assert not r.passed
-    assert r.status == "memory", r
+    if program.startswith("chunks"):
+        # seen once in a full-suite run on a loaded machine: the growing loop was stopped by the
+        # 2 s wall clock before it reached the address-space limit; either way it never passes
+        assert r.status in ("memory", "timeout"), r
+    else:
+        assert r.status == "memory", r
 
 
 def test_sys_exit_os_exit_and_fake_sentinels_never_pass(sb):
