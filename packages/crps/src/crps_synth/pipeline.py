@@ -150,6 +150,22 @@ def _resume(out: Path) -> set[str]:
     return {str(r["problem_id"]) for r in read_stage(out, repair=True)}
 
 
+def _pending(
+    items: list[Any], out: Path, st: StageStats, key: Callable[[Any], str]
+) -> list[tuple[str, Any]]:
+    """``(problem_id, item)`` for the items not yet in ``out``; a resumed run counts the others in
+    ``st.resumed`` (``out``'s folder is created and a torn last line repaired first)."""
+    done = _resume(out)
+    todo = []
+    for item in items:
+        pid = key(item)
+        if pid in done:
+            st.resumed += 1
+        else:
+            todo.append((pid, item))
+    return todo
+
+
 def _inputs(
     path: str | os.PathLike[str], stage: str, need: tuple[str, ...]
 ) -> list[dict[str, Any]]:
@@ -182,12 +198,8 @@ def explore(
     """MCTS per problem → rows ``{problem_id, problem, gold, trajectories, n_nodes}``."""
     probs = normalize_problems(problems)
     out = Path(out)
-    done = _resume(out)
     st = StageStats("explore", problems=len(probs))
-    for p in probs:
-        if p["id"] in done:
-            st.resumed += 1
-            continue
+    for _, p in _pending(probs, out, st, lambda p: p["id"]):
         tree = mcts.search(p["problem"], p["gold"], seed=problem_seed(seed, p["id"]))
         trajs = tree.trajectories()
         st.add("trajectories", len(trajs))
@@ -215,13 +227,8 @@ def pair(
     """Stratify + sample pairs → rows ``{problem_id, problem, gold, anchor, pairs, skipped}``."""
     rows = _inputs(explored, "pair", ("problem_id", "problem", "gold", "trajectories"))
     out = Path(out)
-    done = _resume(out)
     st = StageStats("pair", problems=len(rows))
-    for r in rows:
-        pid = str(r["problem_id"])
-        if pid in done:
-            st.resumed += 1
-            continue
+    for pid, r in _pending(rows, out, st, lambda r: str(r["problem_id"])):
         trajs = [Trajectory.from_dict(t) for t in r["trajectories"]]
         strata = stratify(trajs)
         correct = strata["gold_positive"] + strata["soft_negative"]
@@ -268,13 +275,8 @@ def critique(
     """Analyst critiques → rows ``{problem_id, critiques, dropped}`` (skipped problems pass through)."""
     rows = _inputs(paired, "critique", ("problem_id", "pairs"))
     out = Path(out)
-    done = _resume(out)
     st = StageStats("critique", problems=len(rows))
-    for r in rows:
-        pid = str(r["problem_id"])
-        if pid in done:
-            st.resumed += 1
-            continue
+    for pid, r in _pending(rows, out, st, lambda r: str(r["problem_id"])):
         pairs = [ContrastivePair.from_dict(p) for p in r["pairs"]]
         res = analyzer.batch_analyze(pairs, max_workers=max_workers) if pairs else []
         kept = [c.to_dict() for c in res if c is not None]
@@ -306,13 +308,8 @@ def synthesize(
     """New solutions → rows ``{problem_id, paths}`` (each path with ``verified`` and ``rejected_reason``)."""
     rows = _inputs(critiqued, "synthesize", ("problem_id", "critiques"))
     out = Path(out)
-    done = _resume(out)
     st = StageStats("synthesize", problems=len(rows))
-    for r in rows:
-        pid = str(r["problem_id"])
-        if pid in done:
-            st.resumed += 1
-            continue
+    for pid, r in _pending(rows, out, st, lambda r: str(r["problem_id"])):
         crits = [ContrastiveCritique.from_dict(c) for c in r["critiques"]]
         paths: list[SynthesizedPath] = _map(synthesizer.synthesize, crits, max_workers)
         st.add("synthesized", len(paths))
