@@ -279,3 +279,33 @@ def test_backend_sends_lora_requests_to_llm_generate(tiny_tokenizer, lora_dirs):
         VLLMBackend(FakeLLM(tiny_tokenizer, lora_enabled=False), lora_adapters=lora_dirs)
     with pytest.raises(TypeError, match="only apply when VLLMBackend builds the LLM"):
         VLLMBackend(llm, max_model_len=128)
+
+
+def test_greedy_n_decodes_once_and_copies(tiny_tokenizer):
+    """Greedy with n > 1 asks vLLM for one sequence (n equal decodes would be wasted) and the backend
+    returns n equal, independent copies, as the transformers backend does; sampling keeps n."""
+    from papercore.generation.vllm import VLLMBackend, to_vllm_sampling_params
+
+    assert to_vllm_sampling_params(SamplingConfig(n=4, temperature=0)).n == 1
+    assert to_vllm_sampling_params(SamplingConfig(n=4, temperature=0.7)).n == 4
+
+    class Recording(FakeLLM):
+        def generate(self, prompts, params, use_tqdm=True, **kwargs):
+            self.params = params
+            return super().generate(prompts, params, use_tqdm=use_tqdm, **kwargs)
+
+    llm = Recording(tiny_tokenizer)
+    outs = VLLMBackend(llm).generate(
+        ["a", "b"], SamplingConfig(n=3, temperature=0, max_new_tokens=1)
+    )
+    assert llm.params.n == 1
+    assert [len(o) for o in outs] == [3, 3]
+    assert all(c.token_ids == [7] for o in outs for c in o)
+    outs[0][0].token_ids.append(99)  # copies, not one object three times
+    assert outs[0][1].token_ids == [7]
+
+    greedy = SamplingConfig(n=2, temperature=0, max_new_tokens=1)
+    sampled = SamplingConfig(n=1, temperature=0.5, max_new_tokens=1)
+    outs = VLLMBackend(llm).generate(["a", "b"], configs=[greedy, sampled])
+    assert [p.n for p in llm.params] == [1, 1]
+    assert [len(o) for o in outs] == [2, 1]

@@ -15,6 +15,7 @@ in a single ``LLM.generate(prompts, sampling_params=[...])`` call (:func:`to_vll
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -50,10 +51,15 @@ def import_vllm():
 
 
 def to_vllm_sampling_params(config: SamplingConfig) -> Any:
-    """Our :class:`SamplingConfig` as a ``vllm.SamplingParams``."""
+    """Our :class:`SamplingConfig` as a ``vllm.SamplingParams``.
+
+    Greedy decoding (``temperature=0``) asks vLLM for one sequence whatever ``config.n`` is: the
+    ``n`` samples would be equal, so :class:`VLLMBackend` decodes once and copies the completion
+    (as the transformers backend does) instead of paying ``n`` decodes.
+    """
     vllm = import_vllm()
     return vllm.SamplingParams(
-        n=config.n,
+        n=1 if config.greedy else config.n,
         max_tokens=config.max_new_tokens,
         temperature=config.temperature,
         top_p=config.top_p,
@@ -264,13 +270,18 @@ class VLLMBackend:
         if lora_requests is not None:
             kwargs["lora_request"] = lora_requests
         if configs is None:
-            params: Any = to_vllm_sampling_params(config or SamplingConfig())
+            one = config or SamplingConfig()
+            params: Any = to_vllm_sampling_params(one)
+            per_prompt = [one] * len(token_prompts)
         else:
-            params = to_vllm_sampling_params_list(
-                resolve_configs(config, configs, len(token_prompts))
-            )
+            per_prompt = resolve_configs(config, configs, len(token_prompts))
+            params = to_vllm_sampling_params_list(per_prompt)
         outputs = self.llm.generate(token_prompts, params, **kwargs)
-        return [completions_from_vllm(o) for o in outputs]
+        results = [completions_from_vllm(o) for o in outputs]
+        for i, cfg in enumerate(per_prompt):
+            if cfg.greedy and cfg.n > 1 and len(results[i]) == 1:  # decoded once: n equal copies
+                results[i] = [copy.deepcopy(results[i][0]) for _ in range(cfg.n)]
+        return results
 
 
 def _lora_config(llm: Any) -> bool | None:
