@@ -6,10 +6,13 @@ balanced test split (100/class). Two backbones: a tiny BERT built from config (h
 papercore's deterministic WordPiece vocabulary over its bundled corpus + the training texts;
 40 epochs) and all-MiniLM-L6-v2 (8 epochs) with a fresh
 classification head (AutoModelForSequenceClassification from papercore.testing.minilm_path()).
-Seeds 0, 1, 2 (each seed: new data, new init). Every finished run is appended to the results JSON,
-so an interrupted bench resumes where it stopped (``--resume``); ``--summarize`` only prints the
-table from the JSON. Prints one line per (backbone, split, method) with accuracy / macro-F1
-mean ± std and the ratio to CE, and the KLS/CE training-step time ratio of the same runs.
+Seeds 0, 1, 2 (each seed: new data, new init; within a seed every method sees the same data and
+the same initial weights, so methods are compared *paired*, seed by seed). Every finished run is
+appended to the results JSON, so an interrupted bench resumes where it stopped (``--resume``);
+``--summarize`` only re-analyses the JSON. Prints one line per (backbone, split, method) with
+accuracy / macro-F1 mean ± std and the ratio to CE, the KLS/CE training-step time ratio, and the
+README's paired table (per-seed deltas vs CE, win counts, paired t-test and sign test:
+bench/paired.py).
 
 Run: nice -n 10 uv run --locked python packages/kls/bench/classification.py [--seeds 3] [--resume]
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from paired import fmt_deltas, fmt_p, paired  # bench/paired.py, beside this script
 
 from kls.data import make_synthetic_classification
 from kls.demo import tiny_bert_factory, wordpiece_tokenizer
@@ -95,6 +99,15 @@ def summarize(state: dict) -> dict:
                     f"±{s['macro_f1_std']:.4f} ({s['macro_f1_mean'] / base['macro_f1_mean']:.3f}x)  "
                     f"step {s['seconds_per_step']:.3f}s ({s['seconds_per_step'] / base['seconds_per_step']:.2f}x)"
                 )
+            for m in METHODS[1:]:  # paired against CE, seed by seed
+                if not runs[m]:
+                    continue
+                for metric in ("accuracy", "macro_f1"):
+                    by_seed = {mm: {r["seed"]: r[metric] for r in runs[mm]} for mm in ("ce", m)}
+                    order = sorted(by_seed["ce"])
+                    block[m][f"{metric}_paired_vs_ce"] = paired(
+                        [by_seed["ce"][s] for s in order], [by_seed[m][s] for s in order]
+                    ) | {"seeds": order}
             summary.setdefault(backbone, {})[split] = block
     for backbone, by_split in summary.items():
         pairs = [
@@ -106,7 +119,35 @@ def summarize(state: dict) -> dict:
             ratio = float(np.mean([k for k, _ in pairs]) / np.mean([c for _, c in pairs]))
             summary[backbone]["kls_over_ce_step_time"] = ratio
             print(f"training-step time KLS / CE on {backbone}: {ratio:.3f}x")
+    print_paired_table(summary)
     return summary
+
+
+NAMES = {"ce": "CE", "ls": "LS", "kls": "KLS"}
+
+
+def print_paired_table(summary: dict) -> None:
+    """The README table: each method minus CE on the same seed (same data, same init)."""
+    print(
+        "\n| backbone | split | metric | method | CE mean | method mean | Δ per seed (method − CE) "
+        "| wins–ties–losses | mean Δ | paired t p | sign p |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for backbone, by_split in summary.items():
+        for split, block in by_split.items():
+            if not isinstance(block, dict):
+                continue
+            for metric in ("accuracy", "macro_f1"):
+                for m in METHODS[1:]:
+                    pr = block.get(m, {}).get(f"{metric}_paired_vs_ce")
+                    if pr is None:
+                        continue
+                    print(
+                        f"| {backbone} | {split} | {metric.replace('_', '-')} | {NAMES[m]} "
+                        f"| {block['ce'][metric + '_mean']:.4f} | {block[m][metric + '_mean']:.4f} "
+                        f"| {fmt_deltas(pr['deltas'])} | {pr['wins']}–{pr['ties']}–{pr['losses']} "
+                        f"| {pr['mean_delta']:+.4f} | {fmt_p(pr['t_p'])} | {fmt_p(pr['sign_p'])} |"
+                    )
 
 
 def main() -> None:
@@ -122,7 +163,8 @@ def main() -> None:
         else {"runs": []}
     )
     if args.summarize:
-        summarize(state)
+        state["summary"] = summarize(state)
+        OUT.write_text(json.dumps(state, indent=2) + "\n")
         return
     torch.set_num_threads(2)
     state.update(

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from paired import fmt_deltas, fmt_p, paired, paired_queries  # bench/paired.py, beside this script
 from sentence_transformers import (
     SentenceTransformer,
 )
@@ -41,7 +42,7 @@ from kls import (
 from kls.data import cold_start_split, make_synthetic_retrieval, make_training_groups
 from kls.demo import RETRIEVAL_METHODS, fit_retriever
 from papercore.machine import machine_info
-from papercore.retrieval import FaissRetriever, RetrievalData, evaluate_run
+from papercore.retrieval import FaissRetriever, RetrievalData, evaluate_run, per_query
 from papercore.seeding import seed_everything
 from papercore.testing import minilm_path
 
@@ -54,10 +55,63 @@ def load_minilm() -> SentenceTransformer:
     return m
 
 
-def evaluate(model: SentenceTransformer, test: RetrievalData) -> dict[str, float]:
+def evaluate(model: SentenceTransformer, test: RetrievalData) -> dict:
+    """Mean metrics, plus ``per_query`` values (``{metric: {qid: value}}``) for the paired tests."""
     r = FaissRetriever(model, index="flat", batch_size=64)
     r.index(test.corpus)
-    return evaluate_run(r.search(test.queries, k=100), test.qrels, metrics=METRICS)
+    run = r.search(test.queries, k=100)
+    res: dict = evaluate_run(run, test.qrels, metrics=METRICS)
+    res["per_query"] = {m: per_query(run, test.qrels, m) for m in METRICS}
+    return res
+
+
+NAMES = {
+    "zero-shot": "zero-shot MiniLM",
+    "mnrl": "MNRL",
+    "mnrl+kls": "MNRL + KLS",
+    "mnrl+le": "MNRL + LE (BM25 prior)",
+    "mnrl+le-deepct": "MNRL + LE (DeepCT prior)",
+    "mnrl+lp": "MNRL + LE-baseline: label propagation",
+    "mnrl+knn": "MNRL + LE-baseline: kNN (GLLE-style)",
+}
+
+
+def analyse(results: dict) -> dict:
+    """Paired comparisons of every method with MNRL (seed by seed; query by query when stored)."""
+    out: dict = {}
+    print(
+        "\n| split | method | metric | MNRL mean | method mean | Δ per seed (method − MNRL) "
+        "| wins–ties–losses | mean Δ | paired t p | sign p | per-query: better / worse (n) | per-query Wilcoxon p |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for split, summary in results.items():
+        base_runs = summary["mnrl"]["runs"]
+        for m, s in summary.items():
+            if m == "mnrl":
+                continue
+            for metric in METRICS:
+                pr = paired([r[metric] for r in base_runs], [r[metric] for r in s["runs"]])
+                pq = None
+                if all("per_query" in r for r in base_runs + s["runs"]):
+                    a, b = [], []
+                    for rb, rm in zip(base_runs, s["runs"], strict=True):
+                        qids = sorted(rb["per_query"][metric])
+                        a += [rb["per_query"][metric][q] for q in qids]
+                        b += [rm["per_query"][metric][q] for q in qids]
+                    pq = paired_queries(a, b)
+                out.setdefault(split, {}).setdefault(m, {})[metric] = {"seeds": pr, "queries": pq}
+                q_cols = (
+                    f"{pq['better']} / {pq['worse']} ({pq['n']}) | {fmt_p(pq['wilcoxon_p'])}"
+                    if pq
+                    else "not stored | -"
+                )
+                print(
+                    f"| {split.replace('_', ' ')} | {NAMES.get(m, m)} | {metric} "
+                    f"| {summary['mnrl'][metric]:.4f} | {s[metric]:.4f} | {fmt_deltas(pr['deltas'])} "
+                    f"| {pr['wins']}–{pr['ties']}–{pr['losses']} | {pr['mean_delta']:+.4f} "
+                    f"| {fmt_p(pr['t_p'])} | {fmt_p(pr['sign_p'])} | {q_cols} |"
+                )
+    return out
 
 
 def train(ds, loss_name: str, seed: int) -> SentenceTransformer:
@@ -86,8 +140,24 @@ def main() -> None:
         default=int(os.environ.get("OMP_NUM_THREADS", "2")),
         help="torch threads",
     )
+    ap.add_argument(
+        "--splits",
+        default="standard,cold_start",
+        help="comma-separated subset of standard, cold_start",
+    )
     ap.add_argument("--out", default="retrieval.json")
+    ap.add_argument(
+        "--analyse",
+        metavar="JSON",
+        help="only re-analyse a results file (bench/results/NAME): paired tables, no training",
+    )
     args = ap.parse_args()
+    if args.analyse:
+        path = Path(__file__).parent / "results" / args.analyse
+        doc = json.loads(path.read_text())
+        doc["paired"] = analyse(doc["results"])
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        return
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     syn = make_synthetic_retrieval(n_topics=args.n_topics, seed=0)
@@ -103,7 +173,10 @@ def main() -> None:
     methods = [m for m in known if m == "mnrl" or m in asked]
     methods += ["mnrl+lp", "mnrl+knn"] if args.baselines else []
     results: dict = {}
-    for split in ("standard", "cold_start"):
+    splits = [x.strip() for x in args.splits.split(",") if x.strip()]
+    if not splits or set(splits) - {"standard", "cold_start"}:
+        raise SystemExit(f"--splits: expected standard and/or cold_start, got {args.splits!r}")
+    for split in splits:
         per_seed = {m: [] for m in ["zero-shot", *methods]}
         for seed in range(args.seeds):
             by = "query" if split == "standard" else "document"
@@ -158,12 +231,15 @@ def main() -> None:
         results[split] = summary
     total = time.perf_counter() - t_start
     print(f"total {total / 60:.1f} min")
+    paired_results = analyse(results)
     out = Path(__file__).parent / "results" / args.out
     out.write_text(
         json.dumps(
             {
+                "paired": paired_results,
                 "results": results,
                 "seeds": args.seeds,
+                "splits": splits,
                 "methods": methods,
                 "torch_threads": args.threads,
                 "total_seconds": total,

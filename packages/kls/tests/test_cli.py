@@ -97,6 +97,81 @@ def test_train_then_eval_gives_a_plain_classifier(files, tiny_bert_dir, tmp_path
     assert res.exit_code == 0, res.output
     metrics = json.loads((tmp_path / "s.json").read_text())
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["n"] == 12
+    assert "not held-out" not in res.output
+    # the leakage guard: the smoother saved beside the model knows its training texts
+    assert (tmp_path / "m" / "kls-smoother" / "config.json").is_file()
+    res = runner.invoke(app, ["eval", str(tmp_path / "m"), str(d / "train.csv")])
+    assert res.exit_code == 0, res.output
+    assert "100% of" in res.output and "not held-out" in res.output.replace("\n", " ")
+
+
+def test_fit_save_then_smooth_with_the_saved_smoother(files, tmp_path):
+    d, _ = files
+    res = runner.invoke(
+        app,
+        [
+            "fit",
+            str(d / "train.csv"),
+            "-o",
+            str(tmp_path / "kw.json"),
+            "--save",
+            str(tmp_path / "sm"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    fitted = tmp_path / "a.jsonl"
+    loaded = tmp_path / "b.jsonl"
+    res = runner.invoke(
+        app, ["smooth", str(d / "train.csv"), "--data", str(d / "test.jsonl"), "-o", str(fitted)]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app,
+        [
+            "smooth",
+            "--smoother",
+            str(tmp_path / "sm"),
+            "--data",
+            str(d / "test.jsonl"),
+            "-o",
+            str(loaded),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert fitted.read_text() == loaded.read_text()
+    # refuses to overwrite, before fitting anything
+    res = runner.invoke(app, ["fit", str(d / "train.csv"), "--save", str(tmp_path / "sm")])
+    assert res.exit_code == 2 and "already exists" in res.output
+    res = runner.invoke(app, ["smooth", "--smoother", str(tmp_path / "sm")])
+    assert res.exit_code == 2 and "--data" in res.output
+
+
+def test_tokenizer_option_for_chinese_text(tmp_path, tiny_bert_dir):
+    rows = [("我喜欢猫", "cat"), ("猫很可爱", "cat"), ("他喜欢狗", "dog"), ("狗很忠诚", "dog")]
+    (tmp_path / "zh.jsonl").write_text(
+        "\n".join(json.dumps({"text": t, "label": y}, ensure_ascii=False) for t, y in rows)
+    )
+    res = runner.invoke(app, ["fit", str(tmp_path / "zh.jsonl"), "-o", str(tmp_path / "kw.json")])
+    assert res.exit_code == 2 and "--tokenizer char" in res.output.replace("\n", " ")
+    res = runner.invoke(
+        app,
+        ["fit", str(tmp_path / "zh.jsonl"), "-o", str(tmp_path / "kw.json"), "--tokenizer", "char"],
+    )
+    assert res.exit_code == 0, res.output
+    kw = json.loads((tmp_path / "kw.json").read_text())
+    assert "猫" in kw["keywords"]["cat"] and "狗" in kw["keywords"]["dog"]
+    res = runner.invoke(
+        app,
+        [
+            "smooth",
+            str(tmp_path / "zh.jsonl"),
+            "-o",
+            str(tmp_path / "s.jsonl"),
+            "--tokenizer",
+            str(tiny_bert_dir),
+        ],
+    )
+    assert res.exit_code == 0, res.output
 
 
 def test_bad_inputs_exit_2_with_one_line(files, tmp_path):

@@ -125,3 +125,56 @@ def test_bm25_weighter_is_the_shared_bm25_up_to_the_k1_plus_1_factor():
             for t in index.tokenize(q):
                 counts[w.vocabulary_[t]] += 1
             np.testing.assert_allclose(W @ counts, (k1 + 1) * index.scores(q), rtol=1e-5)
+
+
+def _small_data():
+    from papercore.retrieval import RetrievalData
+
+    corpus = {f"d{i}": f"doc {i} about topic{i % 2}" for i in range(5)}
+    queries = {"q1": "topic0 doc", "q2": "topic1 doc"}
+    # q1 has 3 relevant documents (2 left as negatives), q2 has 1 (4 left)
+    qrels = {"q1": {"d0": 1, "d2": 1, "d4": 1}, "q2": {"d1": 1}}
+    return RetrievalData(corpus=corpus, queries=queries, qrels=qrels)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("method", ["bm25", "random"])
+def test_training_groups_with_too_few_negatives_error_skip_or_fewer(method, caplog):
+    from kls.errors import InvalidGroupError
+
+    data = _small_data()
+    with pytest.raises(InvalidGroupError, match=r"n_negatives=3 .*'q1' \(2\)"):
+        make_training_groups(data, n_negatives=3, method=method)  # looped forever before
+    ds = make_training_groups(data, n_negatives=3, method=method, if_short="skip")
+    assert set(ds["anchor"]) == {"topic1 doc"} and len(ds.column_names) == 5
+    ds = make_training_groups(data, n_negatives=3, method=method, if_short="fewer")
+    assert ds.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    assert len(ds) == 4 and "lowered from 3 to 2" in caplog.text
+    text_to_id = {t: d for d, t in data.corpus.items()}
+    for r in ds:
+        rel = set(data.qrels["q1" if r["anchor"] == "topic0 doc" else "q2"])
+        negs = {text_to_id[r["negative_1"]], text_to_id[r["negative_2"]]}
+        assert len(negs) == 2 and not negs & rel
+    with pytest.raises(ValueError, match="if_short"):
+        make_training_groups(data, if_short="pad")
+
+
+@pytest.mark.timeout(60)
+def test_group_rows_with_empty_negatives_raise_a_clear_error():
+    import datasets
+
+    from kls import RetrievalKeywordSmoother
+    from kls.errors import InvalidGroupError
+
+    rows = {
+        "anchor": ["q a", "q b"],
+        "positive": ["alpha beta", "gamma delta"],
+        "negative_1": ["eps zeta", "eta theta"],
+        "negative_2": ["iota kappa", None],
+    }
+    sm = RetrievalKeywordSmoother().fit(["alpha beta", "gamma delta", "eps zeta", "eta theta"])
+    with pytest.raises(InvalidGroupError, match="row 1: negative 2 is empty \\(None\\)"):
+        sm.to_dataset(datasets.Dataset.from_dict(rows))
+    rows["negative_2"][1] = "  "
+    with pytest.raises(InvalidGroupError, match="row 1: negative 2 is empty"):
+        sm.to_dataset(datasets.Dataset.from_dict(rows))

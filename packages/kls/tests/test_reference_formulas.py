@@ -100,3 +100,63 @@ def test_custom_constants_change_values():
     assert s.relevance(["d"])[0, 1] == pytest.approx(expect, rel=1e-12)
     e = np.exp([0.0, expect, 0.0])
     np.testing.assert_allclose(s.transform(["d"])[0], e / e.sum(), rtol=1e-12)
+
+
+def _hand_reference(train_texts, train_labels, texts, k1=2.0, b=0.75, k2=2.0):
+    """The §2.0 formulas in plain Python dicts, for any toy corpus (no numpy, no sparse)."""
+    labels = sorted(set(train_labels))
+    F_ = {lab: {} for lab in labels}
+    for t, lab in zip(train_texts, train_labels, strict=True):
+        for w in t.split():
+            F_[lab][w] = F_[lab].get(w, 0) + 1
+    len_ = {lab: sum(F_[lab].values()) for lab in labels}
+    avglen = sum(len_.values()) / len(labels)
+    K_ = {lab: k1 * (1 - b + b * len_[lab] / avglen) for lab in labels}
+    vocab = {w for t in train_texts for w in t.split()}
+    L_w = {w: sum(1 for lab in labels if w in F_[lab]) for w in vocab}
+    df = {w: sum(1 for t in train_texts if w in t.split()) for w in vocab}
+    n = len(train_texts)
+    avg_len = sum(len(t.split()) for t in train_texts) / n
+    out = []
+    for text in texts:
+        toks = text.split()
+        s = []
+        for lab in labels:
+            v = 0.0
+            for w in set(toks):
+                if w not in vocab or w not in F_[lab]:
+                    continue
+                f = F_[lab][w]
+                wlr_ = f * k1 / (f + K_[lab]) * (math.log(len(labels) / L_w[w]) + 1)
+                fx = toks.count(w)
+                wir_ = (math.log(n / df[w]) + 1) * (fx * k2 / (fx + k2))
+                v += wlr_ * wir_
+            s.append(v)
+        e = [math.exp(x / avg_len) for x in s]
+        out.append([x / sum(e) for x in e])
+    return out
+
+
+def test_hand_reference_reproduces_the_toy_values():
+    np.testing.assert_allclose(
+        _hand_reference(TOY_TEXTS, TOY_LABELS, TOY_TEXTS),
+        [hand_q(t) for t in TOY_TEXTS],
+        rtol=1e-12,
+    )
+
+
+def test_long_tailed_labels_with_single_text_classes_match_the_formulas():
+    # a head class with 4 texts, a mid class with 2, and two tail classes with ONE text each
+    texts = ["a b a", "a c", "a b d", "b a", "d e", "e d d", "f g", "h f i"]
+    labels = ["head", "head", "head", "head", "mid", "mid", "tail1", "tail2"]
+    sm = KeywordLabelSmoother().fit(texts, labels)
+    assert sm.classes_ == ["head", "mid", "tail1", "tail2"]
+    assert sm.class_counts_.tolist() == [4, 2, 1, 1]
+    probe = [*texts, "g", "i h", "zzz a"]
+    np.testing.assert_allclose(
+        sm.transform(probe), _hand_reference(texts, labels, probe), rtol=1e-12
+    )
+    # a tail class's own words point to it
+    q = sm.transform(["g", "i"])
+    assert q[0].argmax() == 2 and q[1].argmax() == 3
+    assert sm.keywords_["tail1"] and set(sm.keywords_["tail2"]) == {"h", "f", "i"}

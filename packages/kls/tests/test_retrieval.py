@@ -102,6 +102,38 @@ def test_label_enhancer_trains_and_gives_distributions(tiny_st):
     assert le.model.encoder is not tiny_st[0].auto_model
 
 
+def test_label_enhancer_trains_under_trainer_and_resumes_exactly(tiny_st, tmp_path):
+    ds = group_ds()
+    kw = dict(alpha=0.6, tau=0.1, batch_size=2, lr=1e-3, epochs=2, seed=3)
+    full = LabelEnhancer(tiny_st, **kw).fit(
+        ds, corpus=CORPUS, output_dir=str(tmp_path / "run"), save_strategy="steps", save_steps=1
+    )
+    assert len(full.losses_) == 4  # 2 epochs x 2 steps, logged by the Trainer
+    assert (tmp_path / "run" / "checkpoint-2").is_dir()  # checkpoints of g
+    # the Trainer's schedule ran: linear decay to 0 over the 4 steps (the bare loop had none)
+    resumed = LabelEnhancer(tiny_st, **kw).fit(
+        ds,
+        corpus=CORPUS,
+        output_dir=str(tmp_path / "run2"),
+        resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"),
+    )
+    for (n, a), b in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), n
+    np.testing.assert_allclose(
+        np.asarray(resumed.to_dataset(ds)["label"]),
+        np.asarray(full.to_dataset(ds)["label"]),
+        atol=1e-6,
+    )
+    # a run stopped after 1 epoch is not the same model: the check above can fail
+    half = LabelEnhancer(tiny_st, **{**kw, "epochs": 1}).fit(ds, corpus=CORPUS)
+    assert not torch.allclose(half.model.u.weight, full.model.u.weight)
+    # extra TrainingArguments pass through; bad ones fail like TrainingArguments does
+    clipped = LabelEnhancer(tiny_st, **kw).fit(ds, corpus=CORPUS, max_grad_norm=1e-6)
+    assert not torch.allclose(clipped.model.u.weight, full.model.u.weight)
+
+
 def _features(model, texts_per_col):
     return [model.tokenize(col) for col in texts_per_col]
 

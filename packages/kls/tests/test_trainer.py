@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 
-from kls import KeywordLabelSmoother, KLSTrainer, KLSTrainingArguments
+from kls import KeywordLabelSmoother, KLSTrainer, KLSTrainingArguments, attach_aux_head
 from kls.errors import InvalidSoftLabelError, KLSError, OutOfRangeError
 
 
@@ -85,7 +87,7 @@ def test_saved_model_is_a_plain_classifier_and_resume_is_exact(
         processing_class=tiny_encoder_tokenizer,
     )
     t.train()
-    assert hasattr(t.model, "kls_aux_head")
+    assert not hasattr(t.model, "kls_aux_head") and t.aux_head is not None  # detached after train
     ckpt = tmp_path / "run" / "checkpoint-2"
     assert (ckpt / "kls_aux_head.safetensors").is_file()
     assert not any("kls_aux" in k for k in load_file(ckpt / "model.safetensors"))
@@ -102,7 +104,7 @@ def test_saved_model_is_a_plain_classifier_and_resume_is_exact(
         processing_class=tiny_encoder_tokenizer,
     )
     t2.train(resume_from_checkpoint=str(ckpt))
-    assert torch.allclose(t2.model.kls_aux_head.weight, t.model.kls_aux_head.weight, atol=1e-6)
+    assert torch.allclose(t2.aux_head.weight, t.aux_head.weight, atol=1e-6)
     assert torch.allclose(t2.model.classifier.weight, t.model.classifier.weight, atol=1e-6)
 
 
@@ -156,3 +158,99 @@ def test_missing_soft_labels_and_bad_arguments(
         _args(KLSTrainingArguments, tmp_path / "x", kls_lambda=float("nan"))
     with pytest.raises(KLSError, match="kls_objective"):
         _args(KLSTrainingArguments, tmp_path / "x", kls_objective="nope")
+
+
+def test_after_training_the_model_is_plain_and_inference_runs_no_aux_head(
+    tmp_path, tiny_cls_factory, train_ds, tiny_encoder_tokenizer
+):
+    from safetensors.torch import load_file
+
+    model = tiny_cls_factory(3)
+    t = KLSTrainer(
+        model=model,
+        args=_args(KLSTrainingArguments, tmp_path / "r"),
+        train_dataset=train_ds,
+        processing_class=tiny_encoder_tokenizer,
+    )
+    t.train()
+    assert t.model is model and not hasattr(model, "kls_aux_head")
+    assert not model.classifier._forward_hooks  # no hook: inference does not run the aux head
+    assert not any("kls_aux" in k for k in model.state_dict())
+    model.save_pretrained(tmp_path / "direct")  # the model's own save, not the trainer's
+    assert not any("kls_aux" in k for k in load_file(tmp_path / "direct" / "model.safetensors"))
+    calls = []
+    t.aux_head.register_forward_hook(lambda *a: calls.append(1))
+    batch = tiny_encoder_tokenizer(["a b c"], return_tensors="pt")
+    with torch.no_grad():
+        model.eval()(**batch)
+    assert calls == []
+    metrics = t.evaluate(train_ds)  # evaluation after training: the plain classifier's CE
+    assert math.isfinite(metrics["eval_loss"])
+    # a second train() call continues with the same aux head (re-attached, then detached again)
+    head = t.aux_head
+    t.train()
+    assert t.aux_head is head and not hasattr(model, "kls_aux_head")
+
+
+def test_model_init_trains_with_a_fresh_aux_head_per_run(
+    tmp_path, tiny_cls_factory, train_ds, tiny_encoder_tokenizer
+):
+    def model_init():
+        return tiny_cls_factory(3, seed=0)
+
+    t = KLSTrainer(
+        model_init=model_init,
+        args=_args(KLSTrainingArguments, tmp_path / "mi"),
+        train_dataset=train_ds,
+        processing_class=tiny_encoder_tokenizer,
+    )
+    assert not hasattr(t.model, "kls_aux_head")  # only while train() runs
+    out = t.train()  # crashed before: the model_init model had no aux head
+    assert math.isfinite(out.training_loss) and not hasattr(t.model, "kls_aux_head")
+    first = (t.model.classifier.weight.detach().clone(), t.aux_head.weight.detach().clone())
+    untrained = attach_aux_head(tiny_cls_factory(3, seed=0), seed=0).weight.detach().clone()
+    assert not torch.equal(first[1], untrained)  # the aux head trained
+    t.train()  # model_init again: a fresh model AND a fresh aux head, so the same run
+    assert torch.equal(t.model.classifier.weight, first[0])
+    assert torch.equal(t.aux_head.weight, first[1])
+
+
+def test_hyperparameter_search_with_optuna(
+    tmp_path, tiny_cls_factory, train_ds, tiny_encoder_tokenizer
+):
+    pytest.importorskip("optuna", reason="optuna is not installed (hyperparameter_search backend)")
+
+    t = KLSTrainer(
+        model_init=lambda: tiny_cls_factory(3),
+        args=_args(KLSTrainingArguments, tmp_path / "hp", max_steps=2),
+        train_dataset=train_ds,
+        eval_dataset=train_ds,
+        processing_class=tiny_encoder_tokenizer,
+    )
+    best = t.hyperparameter_search(
+        hp_space=lambda trial: {"kls_alpha": trial.suggest_float("kls_alpha", 0.0, 2.0)},
+        n_trials=2,
+        direction="minimize",
+        backend="optuna",
+    )
+    assert 0.0 <= best.hyperparameters["kls_alpha"] <= 2.0
+
+
+def test_train_and_evaluate_warns_when_kls_was_fitted_on_the_test_texts(
+    small_cls_data, tiny_cls_factory, tiny_encoder_tokenizer, caplog
+):
+    import datasets
+
+    from kls.experiment import train_and_evaluate
+
+    kw = dict(seed=0, epochs=1, lr=1e-3, batch_size=16, max_length=32)
+
+    def make(seed):
+        return tiny_cls_factory(3, seed)
+
+    res = train_and_evaluate("kls", small_cls_data, make, tiny_encoder_tokenizer, **kw)
+    assert res["leaked_fit_texts"] is False
+    leaky = datasets.DatasetDict(train=small_cls_data["train"], test=small_cls_data["train"])
+    with caplog.at_level("WARNING", logger="kls"):
+        res = train_and_evaluate("kls", leaky, make, tiny_encoder_tokenizer, **kw)
+    assert res["leaked_fit_texts"] is True and "keywords leak" in caplog.text

@@ -26,7 +26,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 _EXPORTS = {
-    "kls.smoothing": ("KeywordLabelSmoother", "UniformLabelSmoother"),
+    "kls.smoothing": ("KLSConfig", "KeywordLabelSmoother", "UniformLabelSmoother"),
     "kls.retrieval_smoothing": ("RetrievalKeywordSmoother",),
     "kls.enhancement": ("KNNSmoothingEnhancer", "LabelEnhancer", "LabelPropagationEnhancer"),
     "kls.losses": ("soft_cross_entropy", "soft_target_loss", "two_head_loss"),
@@ -34,7 +34,7 @@ _EXPORTS = {
     "kls.trainer": ("KLSTrainer", "KLSTrainingArguments", "attach_aux_head", "detach_aux_head"),
     "kls.weighting": ("BM25Weighter", "TermWeighter", "TfidfWeighter"),
     "kls.deepct": ("DeepCTWeighter", "query_term_recall"),
-    "kls.tokenize": ("resolve_tokenizer", "whitespace_tokenize"),
+    "kls.tokenize": ("char_tokenize", "resolve_tokenizer", "whitespace_tokenize"),
     "kls.data": (
         "cold_start_split",
         "make_synthetic_classification",
@@ -50,6 +50,7 @@ __all__ = [
     "BM25Weighter",
     "DeepCTWeighter",
     "KLSTrainer",
+    "KLSConfig",
     "KLSTrainingArguments",
     "KNNSmoothingEnhancer",
     "KeywordLabelSmoother",
@@ -61,6 +62,7 @@ __all__ = [
     "TfidfWeighter",
     "UniformLabelSmoother",
     "attach_aux_head",
+    "char_tokenize",
     "cold_start_split",
     "detach_aux_head",
     "make_synthetic_classification",
@@ -92,7 +94,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from kls.losses import soft_cross_entropy, soft_target_loss, two_head_loss
     from kls.ranking import SoftLabelRankingLoss
     from kls.retrieval_smoothing import RetrievalKeywordSmoother
-    from kls.smoothing import KeywordLabelSmoother, UniformLabelSmoother
-    from kls.tokenize import resolve_tokenizer, whitespace_tokenize
+    from kls.smoothing import KeywordLabelSmoother, KLSConfig, UniformLabelSmoother
+    from kls.tokenize import char_tokenize, resolve_tokenizer, whitespace_tokenize
     from kls.trainer import KLSTrainer, KLSTrainingArguments, attach_aux_head, detach_aux_head
     from kls.weighting import BM25Weighter, TermWeighter, TfidfWeighter

@@ -44,6 +44,15 @@ TauOpt = Annotated[
 TopKOpt = Annotated[
     int, typer.Option("--top-k", help="Keywords per class (variants; also the listing).")
 ]
+TokenizerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tokenizer",
+        help="Word statistics' tokenizer: whitespace (default, the reference) | char (one token per "
+        "CJK character: Chinese without a segmenter) | a transformers tokenizer name or directory.",
+    ),
+]
+SMOOTHER_DIR = "kls-smoother"
 
 
 def _read(path: Path, text_col: str, label_col: str) -> tuple[list[str], list]:
@@ -55,10 +64,20 @@ def _read(path: Path, text_col: str, label_col: str) -> tuple[list[str], list]:
     return [str(r[text_col]) for r in rows], [r[label_col] for r in rows]
 
 
-def _smoother(source: str, alpha: float | None, tau: float | None, top_k: int):
+def _smoother(
+    source: str, alpha: float | None, tau: float | None, top_k: int, tokenizer: str | None = None
+):
     from kls.smoothing import KeywordLabelSmoother
 
-    return KeywordLabelSmoother(source, alpha=alpha, tau=tau, top_k=top_k)
+    return KeywordLabelSmoother(source, alpha=alpha, tau=tau, top_k=top_k, tokenizer=tokenizer)
+
+
+def _check_new_dir(path: Path | None, what: str) -> None:
+    """Refuse an existing file or non-empty directory before any work is done."""
+    from kls.errors import OutputExistsError
+
+    if path is not None and path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise OutputExistsError(f"{what} {path} already exists (and is not an empty directory)")
 
 
 @app.command()
@@ -70,14 +89,22 @@ def fit(
     label_col: LabelCol = "label",
     keyword_source: SourceOpt = "reference",
     top_k: TopKOpt = 20,
+    tokenizer: TokenizerOpt = None,
+    save: Annotated[
+        Path | None,
+        typer.Option("--save", help="Also save the fitted smoother to this (new) directory."),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fit KLS on the training split and write each label's top keywords (with weights) as JSON."""
     from papercore.io import write_json
 
     setup_logging(verbose)
+    _check_new_dir(save, "--save")
     texts, labels = _read(train, text_col, label_col)
-    sm = _smoother(keyword_source, None, None, top_k).fit(texts, labels)
+    sm = _smoother(keyword_source, None, None, top_k, tokenizer).fit(texts, labels)
+    if save is not None:
+        sm.save_pretrained(save)
     write_json(
         output,
         {
@@ -87,13 +114,17 @@ def fit(
             "keywords": {str(c): sm.keywords_[c] for c in sm.classes_},
         },
     )
-    out.print(f"{len(sm.classes_)} labels, {len(texts)} texts -> {output}")
+    saved = f" (smoother saved to {save})" if save is not None else ""
+    out.print(f"{len(sm.classes_)} labels, {len(texts)} texts -> {output}{saved}")
 
 
 @app.command()
 @clean_errors
 def smooth(
-    train: TrainOpt,
+    train: Annotated[
+        Path | None,
+        typer.Argument(help="Training data to fit on (omit with --smoother)."),
+    ] = None,
     output: OutputOpt = Path("soft.jsonl"),
     data: Annotated[
         Path | None, typer.Option("--data", help="Rows to label (default: the training file).")
@@ -104,14 +135,30 @@ def smooth(
     alpha: AlphaOpt = None,
     tau: TauOpt = None,
     top_k: TopKOpt = 50,
+    tokenizer: TokenizerOpt = None,
+    smoother: Annotated[
+        Path | None,
+        typer.Option(
+            "--smoother", help="A saved smoother (kls fit --save) instead of fitting TRAIN."
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Write every row with a ``soft_label`` column (statistics fitted on TRAIN only)."""
     from papercore.io import read_table, write_jsonl
 
     setup_logging(verbose)
-    texts, labels = _read(train, text_col, label_col)
-    sm = _smoother(keyword_source, alpha, tau, top_k).fit(texts, labels)
+    if (train is None) == (smoother is None):
+        raise ValueError("give either TRAIN (to fit on) or --smoother DIR (a saved smoother)")
+    if smoother is not None:
+        from kls.smoothing import KeywordLabelSmoother
+
+        if data is None:
+            raise ValueError("--smoother needs --data: the rows to label")
+        sm = KeywordLabelSmoother.from_pretrained(smoother)
+    else:
+        texts, labels = _read(train, text_col, label_col)
+        sm = _smoother(keyword_source, alpha, tau, top_k, tokenizer).fit(texts, labels)
     rows = read_table(data or train, required=[text_col, label_col])
     soft = sm.transform([str(r[text_col]) for r in rows], [r[label_col] for r in rows])
     n = write_jsonl(
@@ -149,10 +196,14 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Resume from the last checkpoint in OUTPUT.")
     ] = False,
+    tokenizer: TokenizerOpt = None,
     seed: SeedOpt = 0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Fine-tune a sequence classifier with KLS soft labels; saves a plain AutoModelForSequenceClassification."""
+    """Fine-tune a sequence classifier with KLS soft labels; saves a plain AutoModelForSequenceClassification.
+
+    The fitted smoother is saved beside it (``OUTPUT/kls-smoother``), so ``kls eval`` can warn
+    when the evaluation texts are the texts KLS was fitted on."""
     import datasets
 
     from kls.smoothing import KeywordLabelSmoother
@@ -161,7 +212,9 @@ def train(
 
     setup_logging(verbose)
     texts, labels = _read(train_file, text_col, label_col)
-    sm = KeywordLabelSmoother(alpha=None if objective == "two_head" else mix_alpha)
+    sm = KeywordLabelSmoother(
+        alpha=None if objective == "two_head" else mix_alpha, tokenizer=tokenizer
+    )
     soft = sm.fit(texts, labels).transform(texts, labels)
     y = sm.label_index(labels)
     names = [str(c) for c in sm.classes_]
@@ -194,6 +247,7 @@ def train(
     has_ckpt = any(output.glob("checkpoint-*")) if output.exists() else False
     trainer.train(resume_from_checkpoint=True if resume and has_ckpt else None)
     trainer.save_model(str(output))
+    sm.save_pretrained(output / SMOOTHER_DIR, overwrite=True)
     out.print(f"saved a plain sequence classifier ({len(names)} labels) to {output}")
 
 
@@ -221,6 +275,15 @@ def eval_(
 
     setup_logging(verbose)
     texts, labels = _read(data, text_col, label_col)
+    if (model_dir / SMOOTHER_DIR).is_dir():  # the leakage guard: KLS fitted on these very texts?
+        from kls.smoothing import KeywordLabelSmoother
+
+        sm = KeywordLabelSmoother.from_pretrained(model_dir / SMOOTHER_DIR)
+        if sm.warn_if_fit_texts(texts, what=f"evaluation ({data})"):
+            out.print(
+                f"[yellow]warning: {100 * sm.fit_overlap(texts):.0f}% of {data} are training "
+                "texts of the KLS smoother: these scores are not held-out scores[/yellow]"
+            )
     clf = load_model(model_dir, task="seq-cls")
     tok = load_tokenizer(model_dir)
     label2id = {str(k): int(v) for k, v in clf.config.label2id.items()}

@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from kls._checks import check_range
-from kls.errors import EmptyInputError, OutOfRangeError
+from kls.errors import EmptyInputError, InvalidGroupError, OutOfRangeError
+
+logger = logging.getLogger(__name__)
 
 _ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z")
 _VOWELS = ("a", "e", "i", "o", "u")
@@ -213,24 +216,33 @@ def make_training_groups(
     method: str = "bm25",
     k1: float = 1.2,
     positives_per_query: int | None = None,
+    if_short: str = "error",
 ):
     """A ``datasets.Dataset`` of ``(anchor, positive, negative_1..negative_N)`` rows, one per
     (query, relevant document) pair (at most ``positives_per_query`` per query, chosen at random),
     with BM25 hard negatives (:class:`papercore.retrieval.BM25Index`, Lucene BM25 with ``k1``,
     b = 0.75, English stop words; relevant documents excluded) or random negatives
     (``method="random"``). A query with fewer than ``n_negatives`` non-relevant documents of
-    positive BM25 score among its top ``n_negatives + 50`` is topped up with random ones (seeded)."""
+    positive BM25 score among its top ``n_negatives + 50`` is topped up with random ones (seeded).
+
+    A query with fewer than ``n_negatives`` non-relevant documents in the whole corpus cannot fill
+    its row; ``if_short`` says what happens then: ``"error"`` (default) raises
+    :class:`~kls.errors.InvalidGroupError` naming the query, ``"skip"`` leaves its rows out (warning),
+    ``"fewer"`` gives every row as many negatives as the shortest query has (warning; at least 1).
+    """
     import datasets
 
     from papercore.retrieval import as_qrels
 
     if n_negatives < 1:
         raise OutOfRangeError(f"n_negatives must be >= 1, got {n_negatives}")
+    if if_short not in ("error", "skip", "fewer"):
+        raise ValueError(f"if_short must be 'error', 'skip' or 'fewer', got {if_short!r}")
     qrels = as_qrels(data.qrels)
     doc_ids = list(data.corpus)
-    if len(doc_ids) <= n_negatives:
+    if len(doc_ids) < 2:
         raise EmptyInputError(
-            f"corpus has {len(doc_ids)} documents; need more than n_negatives={n_negatives}"
+            f"corpus has {len(doc_ids)} documents; need a positive and a negative"
         )
     rng = np.random.default_rng(seed)
     pairs = [
@@ -251,6 +263,43 @@ def make_training_groups(
             ps = by_q[q]
             pick = rng.permutation(len(ps))[:positives_per_query]
             pairs.extend(ps[i] for i in sorted(pick))
+    if method not in ("bm25", "random"):
+        raise ValueError(f"method must be 'bm25' or 'random', got {method!r}")
+    corpus_ids = set(doc_ids)
+    n_free = {
+        q: len(corpus_ids - {x for x, v in qrels[q].items() if v > 0})
+        for q in {q for q, _ in pairs}
+    }
+    short = {q: n for q, n in sorted(n_free.items()) if n < n_negatives}
+    if short:
+        listing = ", ".join(f"{q!r} ({n})" for q, n in list(short.items())[:5])
+        more = f" and {len(short) - 5} more" if len(short) > 5 else ""
+        if if_short == "error":
+            raise InvalidGroupError(
+                f"{len(short)} quer{'y has' if len(short) == 1 else 'ies have'} fewer than "
+                f"n_negatives={n_negatives} non-relevant documents in the corpus: {listing}{more}; "
+                "lower n_negatives or pass if_short='skip' / 'fewer'"
+            )
+        if if_short == "skip":
+            logger.warning("skipping queries with < %d negatives: %s%s", n_negatives, listing, more)
+            pairs = [p for p in pairs if p[0] not in short]
+            if not pairs:
+                raise EmptyInputError("if_short='skip' left no (query, relevant document) pair")
+        else:
+            fewest = min(short.values())
+            if fewest < 1:
+                q0 = next(q for q, n in short.items() if n == fewest)
+                raise InvalidGroupError(
+                    f"query {q0!r} has no non-relevant document in the corpus: no negative possible"
+                )
+            logger.warning(
+                "n_negatives lowered from %d to %d for every row (if_short='fewer'): %s%s",
+                n_negatives,
+                fewest,
+                listing,
+                more,
+            )
+            n_negatives = fewest
     ranked: dict[str, list[str]] = {}
     if method == "bm25":
         from papercore.retrieval import BM25Index
@@ -262,8 +311,6 @@ def make_training_groups(
         qs = sorted({q for q, _ in pairs})
         run = retriever.search({q: data.queries[q] for q in qs}, k=n_negatives + 50)
         ranked = {q: list(run[q]) for q in qs}
-    elif method != "random":
-        raise ValueError(f"method must be 'bm25' or 'random', got {method!r}")
     rows: dict[str, list[str]] = {"anchor": [], "positive": []}
     for j in range(n_negatives):
         rows[f"negative_{j + 1}"] = []

@@ -13,7 +13,8 @@ lexical term [inferred]), or, with ``weighter="deepct"``, DeepCT weights for doc
 (:class:`~kls.deepct.DeepCTWeighter`, trained on the training pairs' query term recall, initialised
 from the same checkpoint) and BM25 weights for queries; every wordpiece inherits its word's
 weight. g is trained with cross-entropy over the in-batch candidate documents (own group +
-other rows' groups) at temperature τ_LE. Its label distribution ``D_q = softmax(s_LE(q, G_q)/τ_LE)``
+other rows' groups) at temperature τ_LE, in a ``transformers.Trainer`` run (schedule, clipping,
+AMP, ``accelerate launch``, checkpoints and exact resume). Its label distribution ``D_q = softmax(s_LE(q, G_q)/τ_LE)``
 is mixed with the hard label, ``ỹ = (1 − α)·onehot(d⁺) + α·D_q`` (``keep_gold_top`` keeps d⁺ on
 top), stored as the ``label`` column, and g is discarded: the retriever gains no parameters.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -114,6 +116,39 @@ class LEModel(nn.Module):
         a = torch.softmax(logits, dim=-1)
         e = torch.einsum("bt,bth->bh", a, h)
         return F.normalize(e, dim=-1)
+
+    def forward(
+        self,
+        q_input_ids: torch.Tensor,
+        q_attention_mask: torch.Tensor,
+        q_prior: torch.Tensor,
+        d_input_ids: torch.Tensor,
+        d_attention_mask: torch.Tensor,
+        d_prior: torch.Tensor,
+        lexical: torch.Tensor,
+    ) -> torch.Tensor:
+        """``s_LE(q, d)`` ``[Q, D]`` = ``e_q·e_d + γ·lexical`` for a collated batch (see the collator)."""
+        eq = self.embed({"input_ids": q_input_ids, "attention_mask": q_attention_mask}, q_prior)
+        ed = self.embed({"input_ids": d_input_ids, "attention_mask": d_attention_mask}, d_prior)
+        return eq @ ed.T + self.gamma * lexical
+
+
+def _le_trainer_class():
+    from transformers import Trainer
+
+    class LETrainer(Trainer):
+        """``Trainer`` with LE's loss: cross-entropy over the in-batch candidates at τ_LE."""
+
+        tau: float = 0.1
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)
+            target = inputs.pop("labels")  # index of each query's own positive
+            scores = model(**inputs)
+            loss = F.cross_entropy(scores / self.tau, target)
+            return (loss, {"scores": scores}) if return_outputs else loss
+
+    return LETrainer
 
 
 class LabelEnhancer:
@@ -246,8 +281,20 @@ class LabelEnhancer:
         query_col: str = "anchor",
         pos_col: str = "positive",
         neg_cols: Sequence[str] | None = None,
+        output_dir: str | None = None,
+        resume_from_checkpoint: str | bool | None = None,
+        **training_args: Any,
     ) -> LabelEnhancer:
-        """Fit the prior (on ``corpus`` when given, else on the training texts) and train g on the hard labels."""
+        """Fit the prior (on ``corpus`` when given, else on the training texts) and train g on the hard labels.
+
+        g trains in a ``transformers.Trainer`` run (so ``accelerate launch``, ``fp16`` / ``bf16``,
+        gradient clipping and LR schedules work as usual): ``epochs``, ``batch_size``, ``lr`` and
+        ``seed`` of the constructor, weight decay 0, logging every step (:attr:`losses_`). With
+        ``output_dir`` it checkpoints there (every epoch unless ``save_strategy`` / ``save_steps``
+        say otherwise) and ``resume_from_checkpoint`` (a checkpoint directory, or ``True`` for the
+        last one in ``output_dir``) continues a run exactly. Other keyword arguments go to
+        ``TrainingArguments``. The caller's ``random`` / NumPy / torch RNG states are restored.
+        """
         neg_cols = negative_columns(train_ds, query_col, pos_col, neg_cols)
         queries, groups = read_groups(train_ds, query_col, pos_col, neg_cols)
         if len(queries) < 100:
@@ -257,27 +304,85 @@ class LabelEnhancer:
             )
         texts = list(corpus.values()) if corpus else [d for g in groups for d in g]
         self._fit_weighter(queries, groups, texts)
-        g = torch.Generator().manual_seed(self.seed)
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.lr)
-        self.model.train()
-        self.losses_: list[float] = []
-        for _ in range(self.epochs):
-            order = torch.randperm(len(queries), generator=g).tolist()
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                qs = [queries[i] for i in idx]
-                docs = [d for i in idx for d in groups[i]]  # own group + in-batch groups
-                gsize = len(groups[0])
-                target = torch.arange(len(idx), device=self.device) * gsize  # own positive
-                logits = self.scores(qs, docs) / self.tau
-                loss = F.cross_entropy(logits, target)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                self.losses_.append(float(loss.detach()))
-        self.model.eval()
+        self._train(queries, groups, output_dir, resume_from_checkpoint, training_args)
         self.fitted_ = True
         return self
+
+    def _collator(self, queries: Sequence[str], groups: Sequence[Sequence[str]]):
+        """Rows ``{"idx": i}`` → one in-batch training step's tensors (tokens, priors, lexical term)."""
+
+        def collate(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+            idx = [int(r["idx"]) for r in rows]
+            qs = [queries[i] for i in idx]
+            docs = [d for i in idx for d in groups[i]]  # own group + in-batch groups
+            eq, ed = self._tokenize(qs), self._tokenize(docs)
+            return {
+                "q_input_ids": eq["input_ids"],
+                "q_attention_mask": eq["attention_mask"],
+                "q_prior": self._prior(qs, eq, "query"),
+                "d_input_ids": ed["input_ids"],
+                "d_attention_mask": ed["attention_mask"],
+                "d_prior": self._prior(docs, ed, "doc"),
+                "lexical": self._lexical(qs, docs).cpu(),
+                "labels": torch.arange(len(idx)) * len(groups[idx[0]]),  # own positive
+            }
+
+        return collate
+
+    def _train(
+        self,
+        queries: Sequence[str],
+        groups: Sequence[Sequence[str]],
+        output_dir: str | None,
+        resume_from_checkpoint: str | bool | None,
+        training_args: Mapping[str, Any],
+    ) -> None:
+        """Train g on the hard labels with ``transformers.Trainer`` (AdamW, linear schedule,
+        clipping at 1.0; checkpoints and resume when ``output_dir`` is given)."""
+        import datasets
+        from transformers import PrinterCallback, TrainingArguments
+
+        from kls.deepct import _check_trainer_device, _kept_rng_states
+
+        self.losses_: list[float] = []
+        if self.epochs == 0:
+            self.model.eval()
+            return
+        on_cpu = self.device.type == "cpu"
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            _kept_rng_states(cuda=self.device.type == "cuda"),
+        ):
+            settings: dict[str, Any] = {
+                "output_dir": str(output_dir) if output_dir is not None else tmp,
+                "num_train_epochs": self.epochs,
+                "learning_rate": self.lr,
+                "per_device_train_batch_size": self.batch_size,
+                "weight_decay": 0.0,
+                "logging_steps": 1,
+                "save_strategy": "no" if output_dir is None else "epoch",
+                "report_to": [],
+                "disable_tqdm": True,
+                "remove_unused_columns": False,
+                "seed": self.seed,
+                "use_cpu": on_cpu,
+                "dataloader_pin_memory": False,
+            }
+            settings.update(training_args)
+            args = TrainingArguments(**settings)
+            if not on_cpu:
+                _check_trainer_device(self.device, args.device)
+            trainer = _le_trainer_class()(
+                model=self.model,
+                args=args,
+                train_dataset=datasets.Dataset.from_dict({"idx": list(range(len(queries)))}),
+                data_collator=self._collator(queries, groups),
+            )
+            trainer.tau = self.tau
+            trainer.remove_callback(PrinterCallback)  # logs stay in trainer.state.log_history
+            trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        self.losses_ = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        self.model.to(self.device).eval()
 
     def _fit_weighter(
         self, queries: Sequence[str], groups: Sequence[Sequence[str]], texts: list[str]

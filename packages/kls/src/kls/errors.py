@@ -51,3 +51,11 @@ class UnknownIdError(KLSError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class OutputExistsError(KLSError, FileExistsError):
+    """A save target already exists (a file, or a non-empty directory) and ``overwrite`` is off."""
+
+
+class ConfigError(KLSError):
+    """A saved smoother directory is missing a file, has an unknown format, or does not match."""

@@ -19,13 +19,19 @@ METHODS = ("ce", "ls", "kls", "kls_kl")
 
 
 def soft_label_dataset(
-    method: str, train: Any, text_col: str = "text", label_col: str = "label"
+    method: str,
+    train: Any,
+    text_col: str = "text",
+    label_col: str = "label",
+    *,
+    return_smoother: bool = False,
 ) -> Any:
-    """The training split with the ``soft_label`` column the method needs (none for ``"ce"``)."""
+    """The training split with the ``soft_label`` column the method needs (none for ``"ce"``);
+    with ``return_smoother=True``, ``(dataset, fitted smoother or None)``."""
     from kls.smoothing import KeywordLabelSmoother, UniformLabelSmoother
 
     if method == "ce":
-        return train
+        return (train, None) if return_smoother else train
     if method == "ls":
         sm = UniformLabelSmoother(0.1)
     elif method == "kls":
@@ -35,7 +41,8 @@ def soft_label_dataset(
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     sm.fit(train[text_col], train[label_col])
-    return sm.to_dataset(train, text_col=text_col, label_col=label_col)
+    ds = sm.to_dataset(train, text_col=text_col, label_col=label_col)
+    return (ds, sm) if return_smoother else ds
 
 
 def objective_args(method: str) -> dict[str, Any]:
@@ -91,13 +98,16 @@ def train_and_evaluate(
 ) -> dict[str, float]:
     """Fine-tune ``make_model(seed)`` with ``method`` on ``data["train"]``; scores on ``data["test"]``.
 
-    Returns accuracy, macro-F1, training seconds and seconds per optimiser step.
+    Returns accuracy, macro-F1, training seconds and seconds per optimiser step, and
+    ``leaked_fit_texts`` (True when the smoother was fitted on the test texts: the leakage guard,
+    which also logs a warning).
     """
     from kls.trainer import KLSTrainer, KLSTrainingArguments
     from papercore.seeding import seed_everything
 
     seed_everything(seed)
-    train = soft_label_dataset(method, data["train"])
+    train, smoother = soft_label_dataset(method, data["train"], return_smoother=True)
+    leaked = smoother is not None and smoother.warn_if_fit_texts(data["test"]["text"], what="test")
     train = train.map(
         lambda b: tokenizer(b["text"], truncation=True, max_length=max_length), batched=True
     )
@@ -128,4 +138,5 @@ def train_and_evaluate(
     res = scores(data["test"]["label"], pred)
     res["train_seconds"] = seconds
     res["seconds_per_step"] = seconds / max(1, out.global_step)
+    res["leaked_fit_texts"] = bool(leaked)
     return res

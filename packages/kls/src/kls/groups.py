@@ -52,6 +52,13 @@ def check_group(group: Sequence[str], row: int | None = None) -> None:
         )
     if not isinstance(group[0], str) or not group[0].strip():
         raise InvalidGroupError(f"{where}the group has no positive (empty first document)")
+    for j, d in enumerate(group[1:], start=1):
+        if not isinstance(d, str) or not d.strip():
+            got = "None" if d is None else repr(d) if isinstance(d, str) else type(d).__name__
+            raise InvalidGroupError(
+                f"{where}negative {j} is empty ({got}); every row needs the same number of "
+                "non-empty negatives (drop the row, or the column for every row)"
+            )
     if group[0] in group[1:]:
         raise InvalidGroupError(f"{where}the positive also appears among the negatives")
 

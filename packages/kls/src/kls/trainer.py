@@ -4,9 +4,13 @@ Objectives (``KLSTrainingArguments.kls_objective``):
 
 * ``"two_head"`` (default, the reference, §2.0): an auxiliary linear head z₁ of size C is attached to
   the classifier's penultimate features (the input of its classification ``Linear``) and regressed
-  onto q with MSE; loss ``(CE₀ + α·MSE) / (1 + α)²``, α = ``kls_alpha`` = 1. The aux head is saved
-  into *checkpoints* (``kls_aux_head.safetensors``) so training resumes exactly, and is left out of
-  the model weights, so every saved model directory is a plain ``AutoModelForSequenceClassification``.
+  onto q with MSE; loss ``(CE₀ + α·MSE) / (1 + α)²``, α = ``kls_alpha`` = 1. The aux head is attached
+  for the duration of ``train()`` only (to the model ``model_init`` returns, too) and detached when
+  it returns: afterwards ``trainer.model`` is the plain classifier (``model.save_pretrained`` writes
+  no aux weights, inference runs no aux head); the detached head stays at ``trainer.aux_head``. It is
+  saved into *checkpoints* (``kls_aux_head.safetensors``) so training resumes exactly, and is left
+  out of the model weights, so every saved model directory is a plain
+  ``AutoModelForSequenceClassification``.
 * ``"kl"`` (§2.1 [inferred]): ``CE(p, y) + λ·KL(ỹ ‖ p)``, λ = ``kls_lambda``.
 * ``"soft_ce"``: cross-entropy on the soft column (uniform ỹ → classic label smoothing).
 * ``"ce"``: plain fine-tuning (honours ``label_smoothing_factor``: the classic LS baseline).
@@ -76,24 +80,34 @@ def find_classification_head(model: nn.Module) -> nn.Linear:
     )
 
 
-def attach_aux_head(model: nn.Module, seed: int = 0) -> nn.Linear:
+def attach_aux_head(model: nn.Module, seed: int = 0, head: nn.Linear | None = None) -> nn.Linear:
     """Add the reference's auxiliary head (a ``Linear(features, C)``) to ``model`` as ``kls_aux_head``.
 
     A forward hook on the classification head feeds the same penultimate features to the aux head
-    and keeps its logits in ``model.kls_aux_head.last_logits``. Initialised from its own generator
-    (normal, std = ``initializer_range``), so the global RNG — hence dropout masks — is untouched.
+    and keeps its logits in ``model.kls_aux_head.last_logits``. A new head is initialised from its
+    own generator (normal, std = ``initializer_range``), so the global RNG — hence dropout masks — is
+    untouched; ``head=`` re-attaches a head detached earlier (same weights).
     """
     existing = getattr(model, AUX_HEAD_NAME, None)
     if isinstance(existing, nn.Linear):
         return existing
-    head = find_classification_head(model)
-    with torch.random.fork_rng(devices=[]):  # nn.Linear's own init must not advance the global RNG
-        aux = nn.Linear(head.in_features, head.out_features)
-    std = float(getattr(model.config, "initializer_range", 0.02))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        aux.weight.copy_(torch.randn(aux.weight.shape, generator=g) * std)
-        aux.bias.zero_()
+    cls_head = find_classification_head(model)
+    if head is not None:
+        if (head.in_features, head.out_features) != (cls_head.in_features, cls_head.out_features):
+            raise KLSError(
+                f"aux head is Linear({head.in_features}, {head.out_features}); the classifier needs "
+                f"Linear({cls_head.in_features}, {cls_head.out_features})"
+            )
+        aux = head
+    else:
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's own init must not advance the RNG
+            aux = nn.Linear(cls_head.in_features, cls_head.out_features)
+        std = float(getattr(model.config, "initializer_range", 0.02))
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            aux.weight.copy_(torch.randn(aux.weight.shape, generator=g) * std)
+            aux.bias.zero_()
+    head = cls_head
     aux.to(device=head.weight.device, dtype=head.weight.dtype)
     model.add_module(AUX_HEAD_NAME, aux)
     aux.last_logits = None
@@ -111,13 +125,19 @@ def attach_aux_head(model: nn.Module, seed: int = 0) -> nn.Linear:
     return aux
 
 
-def detach_aux_head(model: nn.Module) -> None:
-    """Remove the auxiliary head (and its hook): ``model`` becomes the plain classifier again."""
+def detach_aux_head(model: nn.Module) -> nn.Linear | None:
+    """Remove the auxiliary head (and its hook): ``model`` becomes the plain classifier again.
+
+    Returns the detached head (``None`` when there was none), which :func:`attach_aux_head` can
+    re-attach with ``head=``.
+    """
     aux = getattr(model, AUX_HEAD_NAME, None)
     if aux is None:
-        return
+        return None
     aux._kls_hook.remove()
+    aux.last_logits = None
     delattr(model, AUX_HEAD_NAME)
+    return aux
 
 
 class KLSTrainer(Trainer):
@@ -130,17 +150,55 @@ class KLSTrainer(Trainer):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        a = self.args
-        self.kls_objective = getattr(a, "kls_objective", "two_head")
-        self.kls_alpha = float(getattr(a, "kls_alpha", 1.0))
-        self.kls_lambda = float(getattr(a, "kls_lambda", 1.0))
-        self.soft_label_column = getattr(a, "soft_label_column", "soft_label")
         if self.kls_objective not in OBJECTIVES:
             raise KLSError(f"kls_objective must be one of {OBJECTIVES}, got {self.kls_objective!r}")
         self.loss_is_scaled_for_ga = False  # our loss is a per-batch mean
         self._check_soft_column(self.train_dataset, "train_dataset")
+        #: the auxiliary head while detached (after ``train()`` returns); ``None`` before training
+        self.aux_head: nn.Linear | None = None
+
+    # settings are read from ``self.args`` at use time, so hyperparameter_search can set them
+    @property
+    def kls_objective(self) -> str:
+        return getattr(self.args, "kls_objective", "two_head")
+
+    @property
+    def kls_alpha(self) -> float:
+        return float(getattr(self.args, "kls_alpha", 1.0))
+
+    @property
+    def kls_lambda(self) -> float:
+        return float(getattr(self.args, "kls_lambda", 1.0))
+
+    @property
+    def soft_label_column(self) -> str:
+        return getattr(self.args, "soft_label_column", "soft_label")
+
+    # ------------------------------------------------------- the aux head's lifetime
+    def _attach(self, model: nn.Module) -> None:
         if self.kls_objective == "two_head":
-            attach_aux_head(self.model, seed=a.seed)
+            self.aux_head = attach_aux_head(model, seed=self.args.seed, head=self.aux_head)
+
+    def call_model_init(self, trial: Any = None) -> nn.Module:
+        """``model_init``'s fresh model, with a fresh aux head (each trial starts from scratch)."""
+        model = super().call_model_init(trial)
+        if getattr(self, "is_in_train", False):  # not for the model Trainer.__init__ builds
+            self.aux_head = None
+            self._attach(model)
+        return model
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs):
+        """``Trainer.train`` with the aux head attached for the run and detached when it returns."""
+        if self.model_init is None:
+            self._attach(self.model)  # model_init models get theirs in call_model_init
+        try:
+            return super().train(
+                resume_from_checkpoint=resume_from_checkpoint, trial=trial, **kwargs
+            )
+        finally:
+            head = detach_aux_head(self.accelerator.unwrap_model(self.model))
+            if head is not None:
+                self.aux_head = head
 
     def _check_soft_column(self, ds: Any, what: str) -> None:
         """Validate the soft-label column once, at the boundary (rows, length C, sum 1, no NaN)."""
@@ -183,6 +241,10 @@ class KLSTrainer(Trainer):
                 raise KLSError(
                     f"soft labels have shape {tuple(soft.shape)}, logits {tuple(logits.shape)}"
                 )
+        if objective == "two_head" and aux_logits is None:
+            if model.training:
+                raise KLSError("two-head objective: the aux head is not attached (call train())")
+            objective = "ce"  # evaluate() after train(): the plain classifier's cross-entropy
         if objective == "two_head":
             loss = two_head_loss(logits, aux_logits, labels, soft, alpha=self.kls_alpha)
         elif objective == "kl":

@@ -57,6 +57,19 @@ class TermCounter:
         self.terms_ = np.asarray(self._cv.get_feature_names_out(), dtype=object)
         return X.tocsr()
 
+    @classmethod
+    def from_terms(
+        cls, tokenizer: Tokenizer, terms: Sequence[str], stopwords: frozenset[str] | None = None
+    ) -> TermCounter:
+        """A fitted counter with the given vocabulary (column ``j`` = ``terms[j]``), e.g. after loading."""
+        self = cls(tokenizer, stopwords)
+        self.terms_ = np.asarray(list(terms), dtype=object)
+        self.vocabulary_ = {str(t): j for j, t in enumerate(self.terms_)}
+        self._cv.vocabulary = self.vocabulary_
+        self._cv.fixed_vocabulary_ = True
+        self._cv.vocabulary_ = self.vocabulary_
+        return self
+
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         if not hasattr(self, "vocabulary_"):
             raise NotFittedError("call fit before transform")
