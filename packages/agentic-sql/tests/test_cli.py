@@ -257,6 +257,10 @@ def test_eval_command(suite, tiny_model_dir, tmp_path):
         2,
         "--max-turns",
         1,
+        "--protocol",
+        "text",
+        "--max-new-tokens",
+        8,
         "--output",
         tmp_path / "e.json",
     )

@@ -274,3 +274,21 @@ def test_synthetic_suite_more_databases_and_bad_arguments():
         build_synthetic_suite(n_questions=0)
     with pytest.raises(ValueError, match="n_persons"):
         build_synthetic_suite(n_persons=1000)
+
+
+def test_render_schema_warns_when_it_truncates(bird_db_root, caplog):
+    """A schema cut to fit ``max_chars`` is logged as a WARNING naming the tables not shown, and the
+    marker says how much is missing (was: a silent cut)."""
+    import logging
+
+    path = bird_db_root / "toy_shop" / "toy_shop.sqlite"
+    bare = render_schema(path, sample_values=0)
+    with caplog.at_level(logging.WARNING, logger="agentic_sql.data"):
+        render_schema(path, max_chars=len(bare))  # only the examples dropped: no warning
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        cut = render_schema(path, max_chars=300)
+    assert len(cut) <= 300 and "schema truncated:" in cut and "more characters" in cut
+    assert "tables not shown: " in cut
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "truncated" in warnings[0] and "toy_shop.sqlite" in warnings[0]
+    assert "tables not shown" in warnings[0] and "max_schema_chars" in warnings[0]

@@ -160,7 +160,7 @@ def test_bird_output_files_reproduce_our_scores(bird_rows, bird_db_root, tmp_pat
     raw = json.loads((tmp_path / "predict_dev.json").read_text())
     assert list(raw) == [str(i) for i in range(6)]
     assert raw["3"] == f"{NO_ANSWER_SQL}{BIRD_SEPARATOR}toy_school"
-    assert raw["1"] == f"SELECT 42 -- multi line{BIRD_SEPARATOR}toy_shop"
+    assert raw["1"] == f"SELECT 42 /* multi line */{BIRD_SEPARATOR}toy_shop"
     assert json.loads((tmp_path / "metrics.json").read_text())["ex"] == m["ex"]
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == 6 and json.loads(lines[0])["correct"] == 1

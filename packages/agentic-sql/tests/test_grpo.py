@@ -330,3 +330,46 @@ def test_synthetic_data_trains_on_the_train_split_by_default(tmp_path):
         _load_dataset(
             TrainConfig(model="m", output_dir=str(tmp_path), data={**data, "split": "dev"})
         )
+
+
+def test_build_trainer_pre_runs_gold_once_and_drops_failing_rows(
+    root, tmp_path, tiny_tokenizer, tiny_llama
+):
+    """Every distinct gold runs once when the trainer is built; a failing gold's rows are dropped (the
+    default, counted) or raise; the reward functions share the environment's gold results."""
+    from datasets import Dataset
+
+    from agentic_sql.errors import GoldQueryError
+
+    rows = [
+        *make_rows(),
+        {
+            "prompt": [{"role": "user", "content": "broken"}],
+            "db_id": "shop",
+            "gold_sql": "SELECT nope FROM customers",
+        },
+    ]
+    trainer = build_trainer(
+        grpo_cfg(tmp_path, "text"),
+        model=tiny_llama,
+        tokenizer=tiny_tokenizer,
+        train_dataset=Dataset.from_list(rows),
+        db_root=root,
+    )
+    factory = trainer._agentic_sql_env_factory
+    assert len(trainer.train_dataset) == len(rows) - 1
+    assert len(factory.gold_failures()) == 1
+    assert len(factory.gold_cache._pinned) >= len(rows) - 1  # pre-run results stay in memory
+    factory.close()
+    cfg = grpo_cfg(tmp_path, "text")
+    cfg.on_gold_failure = "raise"
+    with pytest.raises(GoldQueryError):
+        build_trainer(
+            cfg,
+            model=tiny_llama,
+            tokenizer=tiny_tokenizer,
+            train_dataset=Dataset.from_list(rows),
+            db_root=root,
+        )
+    with pytest.raises(ValueError, match="on_gold_failure must be"):
+        TrainConfig(model="m", on_gold_failure="ignore")

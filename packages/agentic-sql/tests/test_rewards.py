@@ -469,7 +469,9 @@ def test_module_level_rewards_key_executors_by_db_root(tmp_path, make_shop_db):
     assert r == [1.0, 1.0]
     ex_a, _ = shared_executor(a)
     assert shared_executor(str(a))[0] is ex_a and shared_executor(b)[0] is not ex_a
-    assert ex_a.isolation == "thread"  # no spawned workers behind a module-level function
+    # the policy's SQL runs in worker processes (hard timeout), started with `python -m`, so a
+    # plain script still works (tests/test_plain_script.py)
+    assert ex_a.isolation == "process"
     # a database missing from the folder fails fast instead of a None reward
     with pytest.raises(DatabaseNotFoundError, match="school"):
         binary_ex_reward([sol(school_gold)], ["school"], [school_gold], db_root=[str(a)])
@@ -500,15 +502,22 @@ class ScriptedGoldExecutor:
         return self.inner.execute(db_id, sql, timeout_s=timeout_s, max_rows=max_rows)
 
 
-def test_gold_cache_does_not_cache_timeouts_or_crashes(ex):
+def test_gold_cache_caches_timeouts_and_raises_on_crashes(ex):
     from agentic_sql.errors import SandboxWorkerError
     from agentic_sql.executor import ExecResult
     from agentic_sql.rewards import GOLD_TIMEOUT_FACTOR
 
     timeout = ExecResult(ok=False, error="timeout", timed_out=True, error_kind="timeout")
     crash = ExecResult(ok=False, error="worker died", error_kind="crash")
-    spy = ScriptedGoldExecutor(ex, [timeout, crash])
+    # a gold timeout is cached: a slow gold query costs its timeout once, not at every reset
+    spy = ScriptedGoldExecutor(ex, [timeout])
     cache = GoldCache(spy)
+    assert cache.get("shop", GOLD) is None and cache.get("shop", GOLD) is None
+    assert len(spy.calls) == 1 and cache.n_invalid == 1
+    assert [f.timed_out for f in cache.failures()] == [True]
+    # retry_timeouts=True: the old behaviour (executed again on the next get)
+    spy = ScriptedGoldExecutor(ex, [timeout, crash])
+    cache = GoldCache(spy, retry_timeouts=True)
     assert cache.get("shop", GOLD) is None and cache.n_invalid == 1
     # a crashed sandbox is an infrastructure failure: it raises, never a None reward
     with pytest.raises(SandboxWorkerError, match="worker died"):

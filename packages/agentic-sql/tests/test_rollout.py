@@ -292,3 +292,19 @@ def test_parse_turn(turn, expected):
     if expected is not None and expected[0] == "solution":
         p = parse_completion(turn)
         assert p.format_ok and p.final_sql == expected[1]
+
+
+def test_rollout_func_hf_batch_size_is_configurable_and_checked():
+    from types import SimpleNamespace
+
+    from agentic_sql.rollout import _trainer_backend, make_sql_rollout_func
+
+    with pytest.raises(ValueError, match="hf_batch_size must be >= 1"):
+        make_sql_rollout_func(lambda: None, hf_batch_size=0)
+    from papercore.testing.builders import build_causal_tokenizer, tiny_causal_lm
+
+    tok = build_causal_tokenizer()
+    trainer = SimpleNamespace(
+        use_vllm=False, processing_class=tok, model=tiny_causal_lm("llama", tokenizer=tok)
+    )
+    assert _trainer_backend(trainer, "hf", 7).batch_size == 7

@@ -240,3 +240,69 @@ def test_unknown_database_is_an_error_observation_not_an_exception(executor):
     assert not res.ok and res.error_kind == "not_found" and "no_such_db" in res.error
     res = executor.execute("../toy_shop", "SELECT 1")
     assert not res.ok and "invalid db_id" in res.error
+
+
+# ----------------------------------------------------------------------------------------------
+# Read-only table-valued functions (issue 21, §6): allowed, and a refusal names its real cause
+# ----------------------------------------------------------------------------------------------
+
+READONLY_TVFS = {
+    "SELECT name, type FROM pragma_table_info('customers') ORDER BY cid LIMIT 2": [
+        ("id", "INTEGER"),
+        ("name", "TEXT"),
+    ],
+    "SELECT count(*) FROM pragma_table_xinfo('customers')": None,
+    "SELECT count(*) FROM pragma_index_list('customers')": None,
+    "SELECT \"table\" FROM pragma_foreign_key_list('orders')": [("customers",)],
+    "SELECT count(*) > 0 FROM pragma_table_list WHERE name = 'customers'": [(1,)],
+    "SELECT value FROM json_each('[1, 2, 3]')": [(1,), (2,), (3,)],
+    'SELECT key FROM json_tree(\'{"a": {"b": 1}}\') WHERE key IS NOT NULL ORDER BY key': [
+        ("a",),
+        ("b",),
+    ],
+    "SELECT c.name FROM customers AS c, json_each('[1, 3]') AS j WHERE c.id = j.value ORDER BY 1": None,
+    "SELECT m.name, p.name FROM sqlite_master AS m JOIN pragma_table_info(m.name) AS p "
+    "WHERE m.name = 'customers' AND p.pk = 1": [("customers", "id")],
+}
+
+
+@pytest.mark.parametrize("sql", sorted(READONLY_TVFS))
+def test_read_only_table_valued_functions_are_allowed(executor, shop_hash, sql):
+    res = executor.execute(DB, sql)
+    assert res.ok, res.error
+    if READONLY_TVFS[sql] is not None:
+        assert res.rows == READONLY_TVFS[sql]
+    assert executor.execute(DB, "SELECT COUNT(*) FROM customers").rows == [(5,)]
+
+
+REFUSED_PRAGMA_FUNCTIONS = {
+    "SELECT * FROM pragma_database_list": "database_list",  # file paths
+    "SELECT * FROM pragma_journal_mode": "journal_mode",
+    "SELECT * FROM pragma_query_only": "query_only",
+    "SELECT * FROM pragma_writable_schema": "writable_schema",
+    "SELECT * FROM pragma_compile_options": "compile_options",
+}
+
+
+@pytest.mark.parametrize("sql", sorted(REFUSED_PRAGMA_FUNCTIONS))
+def test_other_pragma_functions_are_refused_naming_the_pragma(executor, shop_hash, sql):
+    res = executor.execute(DB, sql)
+    name = REFUSED_PRAGMA_FUNCTIONS[sql]
+    assert res.error_kind == "unsafe" and "\n" not in res.error
+    # the real cause (was: "UPDATE sqlite_master is not allowed")
+    assert f"PRAGMA {name} (table-valued function pragma_{name}) is not allowed" in res.error
+    assert "pragma_table_info" in res.error  # what is allowed instead
+    assert "sqlite_master" not in res.error
+
+
+def test_table_valued_functions_without_the_parser_check_are_refused_with_the_cause(
+    no_parser_executor,
+):
+    for sql in ("SELECT value FROM json_each('[1]')", "SELECT * FROM pragma_table_info('t')"):
+        res = no_parser_executor.execute(DB, sql)
+        assert res.error_kind == "unsafe", res.error
+        assert "table-valued functions" in res.error and "could parse" in res.error
+        assert "vtable constructor failed" not in res.error and "sqlite_master" not in res.error
+    # a real write of the schema table is still named as such
+    res = no_parser_executor.execute(DB, "UPDATE sqlite_master SET sql = 'x'")
+    assert res.error_kind == "unsafe" and "table-valued" not in res.error

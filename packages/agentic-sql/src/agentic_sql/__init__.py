@@ -35,7 +35,10 @@ _EXPORTS: dict[str, str] = {
     "csmr_final_reward": "rewards",
     "make_reward_funcs": "rewards",
     "parse_completion": "rewards",
+    "GoldCache": "rewards",
+    "prerun_gold": "rewards",
     # env.py
+    "AsyncSQLEnvironment": "env",
     "SQLEnvironment": "env",
     "make_environment_factory": "env",
     # rollout.py
@@ -61,6 +64,10 @@ _EXPORTS: dict[str, str] = {
     "render_schema": "data",
     "evaluate_ex": "eval",
     "run_agent_eval": "eval",
+    # spider_eval.py, spider2.py (the benchmarks' own metrics)
+    "evaluate_spider_ex": "spider_eval",
+    "spider_result_eq": "spider_eval",
+    "evaluate_spider2_sqlite": "spider2",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

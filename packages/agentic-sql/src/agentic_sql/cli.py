@@ -66,35 +66,83 @@ def score(
         Path, typer.Option("--pred", help="Predictions: JSON list of SQL, or BIRD's dict.")
     ],
     gold: Annotated[Path, typer.Option("--gold", help="Gold split (BIRD/Spider JSON or JSONL).")],
-    metric: Annotated[str, typer.Option("--metric", help="ex or csmr.")] = "ex",
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            help="ex (BIRD), spider_ex (Spider test-suite result_eq), spider2 (Spider 2.0-lite "
+            "local, official gold CSVs; needs --gold-dir) or csmr.",
+        ),
+    ] = "ex",
     timeout: Annotated[float, typer.Option("--timeout", help="Per-query timeout (s).")] = 30.0,
     workers: Annotated[int, typer.Option("--workers", help="Parallel worker processes.")] = 2,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write metrics JSON.")
     ] = None,
+    gold_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--gold-dir",
+            help="spider2: spider2-lite/evaluation_suite/gold (spider2lite_eval.jsonl, "
+            "exec_result/); --gold is then spider2-lite.jsonl and --pred a JSON list or a folder "
+            "of <instance_id>.sql files.",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """BIRD-style execution accuracy (or mean CSMR) with a difficulty breakdown."""
+    """Execution accuracy (BIRD, Spider test suite or Spider 2.0-lite) or mean CSMR."""
     from agentic_sql.data import load_bird
     from agentic_sql.eval import evaluate_ex
     from agentic_sql.executor import SQLiteExecutor
     from papercore.io import write_json
 
     setup_logging(verbose)
-    if metric not in ("ex", "csmr"):
-        raise ValueError(f"--metric must be 'ex' or 'csmr', got {metric!r}")
-    with status("loading gold"):
-        ds = load_bird(gold, db_root)
-    preds = _read_preds(pred, len(ds))
+    if metric not in ("ex", "csmr", "spider_ex", "spider2"):
+        raise ValueError(f"--metric must be 'ex', 'spider_ex', 'spider2' or 'csmr', got {metric!r}")
+    if metric == "spider2":
+        from agentic_sql.spider2 import read_spider2_predictions
+
+        if gold_dir is None:
+            raise ValueError(
+                "--metric spider2 needs --gold-dir (spider2-lite/evaluation_suite/gold)"
+            )
+        with status("loading gold"):
+            ds = _load_spider2_for_scoring(gold, db_root, gold_dir)
+        preds = read_spider2_predictions(pred, [r["instance_id"] for r in ds])
+    else:
+        with status("loading gold"):
+            ds = load_bird(gold, db_root, with_schema=False)
+        preds = _read_preds(pred, len(ds))
     with SQLiteExecutor(db_root, timeout_s=timeout, max_workers=workers) as ex:
-        if metric == "ex":
+        if metric != "csmr":
             with status(f"executing {len(preds)} predictions and their gold queries"):
-                res = evaluate_ex(preds, ds, ex, timeout_s=timeout, num_workers=workers)
+                res = evaluate_ex(
+                    preds,
+                    ds,
+                    ex,
+                    timeout_s=timeout,
+                    num_workers=workers,
+                    metric=metric,  # type: ignore[arg-type]
+                    gold_dir=gold_dir,
+                )
         else:
             res = _csmr_scores(preds, ds, ex)
     out.print_json(json.dumps(res, default=str))
     if output:
         write_json(output, res)
+
+
+def _load_spider2_for_scoring(split: Path, db_root: Path, gold_dir: Path) -> Any:
+    from agentic_sql.data import load_spider2_sqlite
+
+    sql_dir = gold_dir / "sql"
+    return load_spider2_sqlite(
+        split,
+        db_root,
+        gold_sql_dir=sql_dir if sql_dir.is_dir() else None,
+        require_gold_sql=False,
+        with_schema=False,
+    )
 
 
 def _read_preds(path: Path, n: int) -> list[str]:
@@ -248,44 +296,125 @@ def eval_cmd(
         Path | None,
         typer.Option("--data", help="BIRD-style split JSON (default: the synthetic suite)."),
     ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="The protocol the model was trained with: tools (tool calls through the chat "
+            "template, the training default) or text (<sql>/<solution> tags).",
+        ),
+    ] = "tools",
+    backend: Annotated[
+        str, typer.Option("--backend", help="Generation backend: transformers or vllm.")
+    ] = "transformers",
     max_turns: Annotated[int, typer.Option("--max-turns", help="Turns per question.")] = 5,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Generation cap per turn (tokens).")
+    ] = 512,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Questions generated together per call.")
+    ] = 8,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Per-query timeout (s), agent turns and scoring.")
+    ] = 30.0,
+    workers: Annotated[int, typer.Option("--workers", help="Parallel SQL worker processes.")] = 2,
+    tensor_parallel_size: Annotated[
+        int, typer.Option("--tensor-parallel-size", help="vLLM only: GPUs per model.")
+    ] = 1,
+    gpu_memory_utilization: Annotated[
+        float | None,
+        typer.Option("--gpu-memory-utilization", help="vLLM only: fraction of GPU memory."),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Evaluate the first N.")] = None,
     seed: SeedOpt = 0,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSON.")] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            help="Write BIRD's files (predict_dev.json, dev_gold.sql, dev.json), results.jsonl and "
+            "metrics.json; a new or empty folder (or an earlier eval output).",
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Multi-turn agent evaluation (greedy) and EX on a split."""
-    from agentic_sql.eval import run_agent_eval
+    """Multi-turn agent evaluation (greedy) and EX on a split, in the model's training protocol."""
+    from agentic_sql.eval import check_eval_output_dir, run_agent_eval
     from agentic_sql.train import check_model_name
     from papercore.io import write_json
-    from papercore.models import load_model, load_tokenizer
 
     setup_logging(verbose)
+    if protocol not in ("tools", "text"):
+        raise ValueError(f"--protocol must be 'tools' or 'text', got {protocol!r}")
+    if backend not in ("transformers", "vllm"):
+        raise ValueError(f"--backend must be 'transformers' or 'vllm', got {backend!r}")
+    for name, value in (("--max-new-tokens", max_new_tokens), ("--batch-size", batch_size),
+                        ("--max-turns", max_turns), ("--workers", workers)):  # fmt: skip
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if timeout <= 0:
+        raise ValueError(f"--timeout must be > 0 seconds, got {timeout}")
+    engine: dict[str, Any] = {}
+    if backend == "vllm":
+        engine["tensor_parallel_size"] = tensor_parallel_size
+        if gpu_memory_utilization is not None:
+            engine["gpu_memory_utilization"] = gpu_memory_utilization
+    elif tensor_parallel_size != 1 or gpu_memory_utilization is not None:
+        raise ValueError("--tensor-parallel-size / --gpu-memory-utilization need --backend vllm")
     check_model_name(str(model))  # before anything is written or loaded
-    ds, db_root = _eval_split(data, db_root, seed)
+    if output_dir is not None:
+        check_eval_output_dir(output_dir)
+    ds, db_root = _eval_split(data, db_root, seed, protocol=protocol, max_turns=max_turns)
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
-    with status(f"loading {model}"):
-        tok, lm = load_tokenizer(model), load_model(model)
-    with status(f"running the agent on {len(ds)} questions"):
+    lm: Any = str(model)
+    tok = None
+    if backend == "transformers":
+        from papercore.models import load_model, load_tokenizer
+
+        with status(f"loading {model}"):
+            tok, lm = load_tokenizer(model), load_model(model)
+    with status(f"running the agent ({protocol} protocol, {backend}) on {len(ds)} questions"):
         res = run_agent_eval(
-            lm, tok, ds, max_turns=max_turns, greedy=True, db_root=db_root, seed=seed
+            lm,
+            tok,
+            ds,
+            protocol=protocol,  # type: ignore[arg-type]
+            backend=backend,
+            engine_kwargs=engine,
+            max_turns=max_turns,
+            max_new_tokens_per_turn=max_new_tokens,
+            batch_size=batch_size,
+            timeout_s=timeout,
+            num_workers=workers,
+            greedy=True,
+            db_root=db_root,
+            seed=seed,
+            output_dir=output_dir,
         )
     out.print_json(json.dumps(res, default=str))
     if output:
         write_json(output, res)
 
 
-def _eval_split(data: Path | None, db_root: Path | None, seed: int) -> tuple[Any, Path]:
-    """The split to evaluate. Without ``--data``: a fresh synthetic suite in a new temporary folder,
-    or, with ``--db-root`` pointing at a suite written by ``agentic-sql synth``, that suite's
-    ``dev.json``. Never writes into ``--db-root``."""
+def _eval_split(
+    data: Path | None,
+    db_root: Path | None,
+    seed: int,
+    *,
+    protocol: str = "text",
+    max_turns: int = 5,
+) -> tuple[Any, Path]:
+    """The split to evaluate, with prompts for ``protocol``. Without ``--data``: a fresh synthetic
+    suite in a new temporary folder, or, with ``--db-root`` pointing at a suite written by
+    ``agentic-sql synth``, that suite's ``dev.json``. Never writes into ``--db-root``."""
     from agentic_sql.data import load_bird, make_synthetic_task_suite
     from agentic_sql.synth import SUITE_MARKER
 
+    opts = {"protocol": protocol, "max_turns": max_turns}
     if data is None and db_root is not None:
         if (db_root / SUITE_MARKER).is_file() and (db_root / "dev.json").is_file():
-            return load_bird(db_root / "dev.json", db_root), db_root
+            return load_bird(db_root / "dev.json", db_root, **opts), db_root
         raise ValueError(
             f"--db-root {str(db_root)!r} without --data: pass the split file to evaluate "
             f"(--data {db_root}/dev.json, say), or leave out both to evaluate a fresh synthetic "
@@ -295,12 +424,12 @@ def _eval_split(data: Path | None, db_root: Path | None, seed: int) -> tuple[Any
         import tempfile
 
         ds, root = make_synthetic_task_suite(
-            seed=seed, out_dir=Path(tempfile.mkdtemp(prefix="agentic-sql-"))
+            seed=seed, out_dir=Path(tempfile.mkdtemp(prefix="agentic-sql-")), **opts
         )
         return ds, Path(root)
     if db_root is None:
         raise ValueError("--data needs --db-root")
-    return load_bird(data, db_root), db_root
+    return load_bird(data, db_root, **opts), db_root
 
 
 @app.command()

@@ -2,7 +2,9 @@
 
 * :func:`ex_match` — the official BIRD rule ``set(pred_rows) == set(gold_rows)``: row order and
   duplicates are ignored, column order inside a row matters, column names are ignored. With
-  ``order_sensitive=True`` rows are compared as lists (Spider's rule when the gold query has ORDER BY).
+  ``order_sensitive=True`` rows are compared as lists. (Spider's official metric — bags, column
+  permutations, ``order by`` anywhere in gold, database variants — is
+  :func:`agentic_sql.spider_eval.spider_result_eq`, ``metric="spider_ex"``.)
 * :func:`column_set_score` — CSMR: a dense score in [0, 1] from how many result *columns* match,
   via a one-to-one assignment of predicted columns to gold columns.
 
@@ -76,7 +78,8 @@ def ex_match(
     """BIRD execution match: ``set(rows_pred) == set(rows_gold)`` (both must have executed).
 
     Args:
-        order_sensitive: compare the row lists in order (Spider, gold with ORDER BY) instead of sets.
+        order_sensitive: compare the row lists in order instead of sets (an approximation of
+            Spider's rule; see :mod:`agentic_sql.spider_eval` for the official one).
         float_round: round floats to this many decimals first (``None`` = exact, as BIRD does).
 
     A failed or timed-out query never matches, nor does a truncated result (``truncated=True``:

@@ -91,7 +91,10 @@ def render_schema(
     """CREATE TABLE statements of a database with up to ``sample_values`` example values per column.
 
     OmniSQL-style: one line per column with ``-- examples: [...]``, then the foreign keys. When the
-    text exceeds ``max_chars`` the sample values are dropped, then the text is cut with a marker.
+    text exceeds ``max_chars`` the sample values are dropped (logged at INFO), then the text is cut
+    with a ``-- ... (schema truncated: N more characters, tables not shown: ...)`` marker and a
+    WARNING is logged (the model then does not see the whole schema: raise ``max_chars``, e.g.
+    ``max_schema_chars=`` of the loaders).
 
     Raises:
         DatabaseNotFoundError: ``db_path`` does not exist.
@@ -134,11 +137,42 @@ def render_schema(
         conn.close()
     text = _render(info, with_samples=sample_values > 0)
     if len(text) > max_chars and sample_values > 0:
+        logger.info(
+            "schema of %s is %d characters with example values (max_chars=%d): examples dropped",
+            path.name,
+            len(text),
+            max_chars,
+        )
         text = _render(info, with_samples=False)
     if len(text) > max_chars:
-        marker = "\n-- ... (schema truncated)"
-        text = text[: max(0, max_chars - len(marker))] + marker
+        text, missing = _truncate_schema(text, info, max_chars)
+        full = len(_render(info, with_samples=False))
+        logger.warning(
+            "schema of %s truncated to %d of %d characters (max_chars=%d)%s; the prompt does not "
+            "show the whole schema: raise max_schema_chars",
+            path.name,
+            len(text),
+            full,
+            max_chars,
+            f", {len(missing)} of {len(info)} tables not shown" if missing else "",
+        )
     return text
+
+
+def _truncate_schema(text: str, info: list[tuple], max_chars: int) -> tuple[str, list[str]]:
+    """``text`` cut to at most ``max_chars`` at a line end, with a marker naming what is missing."""
+    reserve = 160  # room for the detailed marker
+    head = text[: max(0, max_chars - reserve)]
+    cut = head.rfind("\n")
+    head = head[:cut] if cut > 0 else head
+    missing = [t for t, *_ in info if f"CREATE TABLE {_ident(t)} (" not in head]
+    names = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    marker = f"\n-- ... (schema truncated: {len(text) - len(head)} more characters"
+    marker += f"; tables not shown: {names})" if missing else ")"
+    if len(head) + len(marker) > max_chars:  # a tiny budget: the short marker only
+        marker = "\n-- ... (schema truncated)"
+        head = text[: max(0, max_chars - len(marker))]
+    return head + marker, missing
 
 
 def _render(info: list[tuple], *, with_samples: bool) -> str:
@@ -373,8 +407,16 @@ def load_spider2_sqlite(
     protocol: Protocol = "text",
     max_turns: int = 5,
     limit: int | None = None,
+    require_gold_sql: bool = True,
 ):
     """Load the SQLite part of Spider 2.0-lite (``spider2-lite.jsonl``).
+
+    Gold *SQL* is what training needs; Spider 2.0's official metric compares *results* with the
+    gold CSVs of ``evaluation_suite/gold`` instead: score with
+    ``evaluate_ex(..., metric="spider2", gold_dir=...)`` (:mod:`agentic_sql.spider2`), for which
+    ``require_gold_sql=False`` keeps the entries without gold SQL (``gold_sql`` is then ``""``;
+    such rows can be scored, not trained on). EX against gold SQL (``metric="ex"``) is *not* the
+    official Spider 2.0 metric.
 
     Entries (``instance_id``, ``db``, ``question``, ``external_knowledge``) whose database exists as
     SQLite under ``db_root`` (``<db>.sqlite`` or ``<db>/<db>.sqlite``) are kept; the others
@@ -408,7 +450,8 @@ def load_spider2_sqlite(
                 gold = gp.read_text(encoding="utf-8").strip()
         if not gold:
             no_gold += 1
-            continue
+            if require_gold_sql:
+                continue
         evidence = ""
         doc = e.get("external_knowledge")
         if doc and documents_dir is not None and (Path(documents_dir) / str(doc)).is_file():
@@ -426,13 +469,15 @@ def load_spider2_sqlite(
         logger.info(
             "%s: skipped %d entries whose database is not SQLite under %s", src, skipped, root
         )
-    if no_gold:
+    if no_gold and require_gold_sql:
         logger.warning(
             "%s: dropped %d SQLite entries without gold SQL (no non-empty <instance_id>.sql in %s)",
             src,
             no_gold,
             gold_sql_dir,
         )
+    elif no_gold:
+        logger.info("%s: %d SQLite entries have no gold SQL (kept for scoring)", src, no_gold)
     if not kept:
         if no_gold:
             raise MalformedDatasetError(

@@ -14,16 +14,33 @@ The text protocol (:mod:`agentic_sql.rollout`) drives the same class.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
 
 from agentic_sql.atr import ATRConfig
-from agentic_sql.rewards import Episode, GoldCache, _check_kind, episode_reward, score_query
+from agentic_sql.executor import MAX_OBS_CHARS, MAX_OBS_COLS
+from agentic_sql.rewards import (
+    Episode,
+    GoldCache,
+    GoldFailure,
+    GoldFailurePolicy,
+    GoldPrerun,
+    _check_kind,
+    episode_reward,
+    prerun_gold,
+    score_query,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SQLEnvironment", "SQLEnvironmentFactory", "make_environment_factory"]
+__all__ = [
+    "AsyncSQLEnvironment",
+    "SQLEnvironment",
+    "SQLEnvironmentFactory",
+    "make_environment_factory",
+]
 
 EPISODE_FINISHED = (
     "The episode is finished: the answer was already submitted. Do not call any more tools."
@@ -39,7 +56,9 @@ class SQLEnvironment:
         max_turns: tool calls allowed per episode (exploratory + final); later calls are refused.
         atr: ATR constants (for ``reward_kind="atr"``).
         reward_kind: ``"atr"`` (default; ``"atr+csmr"`` is an alias), ``"binary"``, ``"arctic"`` or ``"csmr"``.
-        max_obs_rows, max_cell_chars: observation truncation.
+        max_obs_rows, max_cell_chars, max_obs_cols, max_obs_chars: observation bounds (rows, characters
+            per cell, columns, characters in total), each cut with an explicit ``(N more ...)`` marker
+            (:func:`~agentic_sql.executor.format_observation`).
         gold_cache: a :class:`~agentic_sql.rewards.GoldCache` shared by the pool (built when ``None``).
         csmr_mode, cap_partial: CSMR settings (spec §2.2).
         fallback_last_sql: with no submitted answer, score the last executed query as the answer
@@ -58,6 +77,8 @@ class SQLEnvironment:
         reward_kind: str = "atr",
         max_obs_rows: int = 50,
         max_cell_chars: int = 100,
+        max_obs_cols: int | None = MAX_OBS_COLS,
+        max_obs_chars: int | None = MAX_OBS_CHARS,
         gold_cache: GoldCache | None = None,
         csmr_mode: str = "exact",
         cap_partial: float = 0.9,
@@ -71,6 +92,8 @@ class SQLEnvironment:
         self.reward_kind = _check_kind(reward_kind)
         self.max_obs_rows = int(max_obs_rows)
         self.max_cell_chars = int(max_cell_chars)
+        self.max_obs_cols = max_obs_cols
+        self.max_obs_chars = max_obs_chars
         self.gold_cache = gold_cache if gold_cache is not None else GoldCache(executor)
         self.csmr_mode = csmr_mode
         self.cap_partial = float(cap_partial)
@@ -134,18 +157,7 @@ class SQLEnvironment:
         Returns:
             The first rows of the result, or an error message.
         """
-        if self.done:
-            return EPISODE_FINISHED
-        if self.n_turns >= self.max_turns:
-            return NO_TURNS_LEFT
-        ts = self._run_turn(query)
-        self.sql_history.append(str(query))
-        left = self.max_turns - self.n_turns
-        if left <= 0:
-            self.done = True
-            return f"{self._observe(ts)}\n{NO_TURNS_LEFT}"
-        reminder = "1 turn left: submit your answer now." if left == 1 else f"{left} turns left."
-        return f"{self._observe(ts)}\n({reminder})"
+        return self._execute_sql(query)
 
     def submit_answer(self, query: str) -> str:
         """Submit the final SQL answer. Ends the episode.
@@ -156,22 +168,45 @@ class SQLEnvironment:
         Returns:
             A confirmation message.
         """
-        if self.done:
-            return EPISODE_FINISHED
-        if self.n_turns >= self.max_turns:
-            self.done = True
-            return NO_TURNS_LEFT
-        ts = self._run_turn(query)
-        self.final_sql = str(query)
-        self.final_ok, self.final_ex, self.final_score = not ts.error, ts.ex, ts.score
-        self.done = True
-        return "Answer submitted. The episode is finished; do not call any more tools."
+        return self._submit_answer(query)
 
     def get_reward(self) -> float | None:
         """The episode's reward under ``reward_kind`` (``None`` when the gold query is invalid)."""
         return episode_reward(self.reward_kind, self._episode(), self.atr)
 
     # -- internals (private: TRL would expose public methods as tools) -------------------------
+
+    def _wants_execution(self) -> bool:
+        """The next tool call will execute its query (the episode is running and has turns left)."""
+        return not self.done and self.n_turns < self.max_turns and self.db_id is not None
+
+    def _execute_sql(self, query: str, result: Any = None) -> str:
+        """:meth:`execute_sql`; ``result`` is the query's result when the caller batched it."""
+        if self.done:
+            return EPISODE_FINISHED
+        if self.n_turns >= self.max_turns:
+            return NO_TURNS_LEFT
+        ts = self._run_turn(query, result)
+        self.sql_history.append(str(query))
+        left = self.max_turns - self.n_turns
+        if left <= 0:
+            self.done = True
+            return f"{self._observe(ts)}\n{NO_TURNS_LEFT}"
+        reminder = "1 turn left: submit your answer now." if left == 1 else f"{left} turns left."
+        return f"{self._observe(ts)}\n({reminder})"
+
+    def _submit_answer(self, query: str, result: Any = None) -> str:
+        """:meth:`submit_answer`; ``result`` is the query's result when the caller batched it."""
+        if self.done:
+            return EPISODE_FINISHED
+        if self.n_turns >= self.max_turns:
+            self.done = True
+            return NO_TURNS_LEFT
+        ts = self._run_turn(query, result)
+        self.final_sql = str(query)
+        self.final_ok, self.final_ex, self.final_score = not ts.error, ts.ex, ts.score
+        self.done = True
+        return "Answer submitted. The episode is finished; do not call any more tools."
 
     def _episode(self) -> Episode:
         ep = Episode(
@@ -192,7 +227,7 @@ class SQLEnvironment:
             ep.format_ok = not self.format_errors
         return ep
 
-    def _run_turn(self, query: str) -> Any:
+    def _run_turn(self, query: str, result: Any = None) -> Any:
         if self.db_id is None:
             raise RuntimeError("SQLEnvironment.reset(**row) must be called before the first turn")
         ts = score_query(
@@ -202,6 +237,7 @@ class SQLEnvironment:
             self._gold,
             csmr_mode=self.csmr_mode,
             cap_partial=self.cap_partial,
+            result=result,
         )
         self.turn_scores.append(ts.score)
         self.turn_errors.append(ts.error)
@@ -214,7 +250,11 @@ class SQLEnvironment:
         if ts.result is None:
             return "Error: empty query."
         return format_observation(
-            ts.result, max_rows=self.max_obs_rows, max_cell_chars=self.max_cell_chars
+            ts.result,
+            max_rows=self.max_obs_rows,
+            max_cell_chars=self.max_cell_chars,
+            max_cols=self.max_obs_cols,
+            max_chars=self.max_obs_chars,
         )
 
     def _mark_format_error(self, reason: str) -> None:
@@ -231,18 +271,85 @@ def _require_db(executor: Any, db_id: str) -> None:
         raise DatabaseNotFoundError(db_id, path)
 
 
-class SQLEnvironmentFactory:
-    """``environment_factory`` for TRL: one shared executor and gold cache, a new environment per call."""
+class AsyncSQLEnvironment(SQLEnvironment):
+    """:class:`SQLEnvironment` whose tools are coroutines (``async def``), for TRL's async tool path.
 
-    def __init__(self, executor: Any, *, env_cls: type = SQLEnvironment, **env_kwargs: Any):
+    Each call runs the synchronous tool in a thread (``asyncio.to_thread``), so the query itself
+    runs on the shared executor's worker-process pool and several calls can be in flight at once.
+    What TRL 1.16 actually gathers (read from ``GRPOTrainer._tool_call_loop``): the async tool
+    calls *of one assistant message* are run together with ``asyncio.gather``; the rollouts of a
+    batch are still visited one after the other. So this helps when a model emits several tool
+    calls in one turn; across the batch, the text protocol (:mod:`agentic_sql.rollout`) batches
+    every episode's query of a turn through ``execute_many``. Select it with
+    ``make_environment_factory(..., async_tools=True)``.
+    """
+
+    async def execute_sql(self, query: str) -> str:  # type: ignore[override]
+        """Run a read-only SQLite query on the task database and return the result table (or the error).
+
+        Args:
+            query: A single SQLite SELECT statement.
+
+        Returns:
+            The first rows of the result, or an error message.
+        """
+        return await asyncio.to_thread(self._execute_sql, query)
+
+    async def submit_answer(self, query: str) -> str:  # type: ignore[override]
+        """Submit the final SQL answer. Ends the episode.
+
+        Args:
+            query: The final SQLite SELECT statement.
+
+        Returns:
+            A confirmation message.
+        """
+        return await asyncio.to_thread(self._submit_answer, query)
+
+
+class SQLEnvironmentFactory:
+    """``environment_factory`` for TRL: one shared executor and gold cache, a new environment per call.
+
+    With ``dataset`` every distinct gold query is run once at construction, in parallel on the
+    executor's pool (:func:`~agentic_sql.rewards.prerun_gold`), so ``reset`` never executes one;
+    ``on_gold_failure`` decides what rows whose gold query cannot run become (``"raise"``,
+    ``"drop"``: removed from :attr:`dataset`, or ``"flag"``: reward ``None``), never a wrong score.
+
+    Attributes:
+        dataset: the dataset to train on (``None`` without ``dataset``; rows dropped with ``"drop"``).
+        gold_report: the :class:`~agentic_sql.rewards.GoldPrerun` of the pre-run (or ``None``).
+    """
+
+    def __init__(
+        self,
+        executor: Any,
+        *,
+        env_cls: type = SQLEnvironment,
+        dataset: Any = None,
+        on_gold_failure: GoldFailurePolicy = "raise",
+        gold_cache: GoldCache | None = None,
+        **env_kwargs: Any,
+    ):
         self.executor = executor
-        self.gold_cache = GoldCache(executor)
+        self.gold_cache = gold_cache if gold_cache is not None else GoldCache(executor)
         self.env_cls = env_cls
         self.env_kwargs = env_kwargs
         env_cls(executor, gold_cache=self.gold_cache, **env_kwargs)  # validate arguments now
+        self.gold_report: GoldPrerun | None = None
+        self.dataset = None
+        if dataset is not None:
+            self.gold_report = prerun_gold(dataset, self.gold_cache, on_failure=on_gold_failure)
+            self.dataset = self.gold_report.dataset
 
     def __call__(self) -> SQLEnvironment:
         return self.env_cls(self.executor, gold_cache=self.gold_cache, **self.env_kwargs)
+
+    def gold_failures(self) -> list[GoldFailure]:
+        """The gold queries that cannot run, with the dataset rows using them (from the pre-run)
+        and any found later by ``reset``."""
+        seen = list(self.gold_report.failures) if self.gold_report is not None else []
+        keys = {(f.db_id, f.gold_sql) for f in seen}
+        return seen + [f for f in self.gold_cache.failures() if (f.db_id, f.gold_sql) not in keys]
 
     def close(self) -> None:
         self.executor.close()
@@ -255,14 +362,30 @@ def make_environment_factory(
     timeout_s: float = 5.0,
     isolation: str = "process",
     max_workers: int = 2,
+    dataset: Any = None,
+    on_gold_failure: GoldFailurePolicy = "raise",
+    async_tools: bool = False,
     **env_kwargs: Any,
 ) -> SQLEnvironmentFactory:
     """Build the ``environment_factory`` for ``GRPOTrainer`` over the databases under ``db_root``.
 
     ``env_kwargs`` go to :class:`SQLEnvironment` (``max_turns``, ``atr``, ``reward_kind``, ...);
-    ``env_cls=`` selects a subclass.
+    ``env_cls=`` selects a subclass, ``async_tools=True`` the :class:`AsyncSQLEnvironment`.
     ``timeout_s`` is the per-query training timeout (spec default 5 s; evaluation uses 30 s).
+    ``isolation`` defaults to ``"process"``: the policy's SQL is untrusted, and only worker
+    processes give a hard timeout (see :class:`~agentic_sql.executor.SQLiteExecutor`).
+
+    ``dataset`` (recommended for training): pre-run every distinct gold query once, in parallel,
+    now; with ``on_gold_failure="drop"`` train on ``factory.dataset``. See
+    :class:`SQLEnvironmentFactory`.
     """
+    if async_tools:
+        if "env_cls" in env_kwargs and not issubclass(env_kwargs["env_cls"], AsyncSQLEnvironment):
+            raise ValueError(
+                f"async_tools=True needs an AsyncSQLEnvironment subclass as env_cls, got "
+                f"{env_kwargs['env_cls'].__name__}"
+            )
+        env_kwargs.setdefault("env_cls", AsyncSQLEnvironment)
     if executor is None:
         if db_root is None:
             raise ValueError("make_environment_factory needs db_root or executor")
@@ -271,4 +394,6 @@ def make_environment_factory(
         executor = SQLiteExecutor(
             db_root, timeout_s=timeout_s, isolation=isolation, max_workers=max_workers
         )
-    return SQLEnvironmentFactory(executor, **env_kwargs)
+    return SQLEnvironmentFactory(
+        executor, dataset=dataset, on_gold_failure=on_gold_failure, **env_kwargs
+    )

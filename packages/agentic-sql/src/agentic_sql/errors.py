@@ -13,6 +13,8 @@ from papercore.errors import MalformedInputError, PapercoreError
 __all__ = [
     "AgenticSQLError",
     "DatabaseNotFoundError",
+    "DistributedSetupError",
+    "GoldQueryError",
     "MalformedDatasetError",
     "SQLParseError",
     "SandboxWorkerError",
@@ -75,8 +77,50 @@ class SandboxWorkerError(AgenticSQLError, RuntimeError):
     a wrong score or a ``None`` reward."""
 
 
+class DistributedSetupError(AgenticSQLError, ValueError):
+    """A training / generation setting that cannot work in the requested (multi-GPU) setup, e.g. the
+    text protocol under FSDP or ZeRO-3 without parameter gathering, or ``model_init_kwargs`` given
+    together with an already loaded model."""
+
+
 class UnsafeOutputDirError(AgenticSQLError, ValueError):
     """Refusal to write into a folder that holds other data (or to replace an existing file).
 
     agentic-sql writes synthetic suites only into a new or empty folder, or into a folder it marked as a
     synthetic suite itself (``.agentic-sql-synthetic`` marker file)."""
+
+
+class GoldQueryError(AgenticSQLError, ValueError):
+    """Gold queries of a dataset cannot run (SQL error, timeout, out of memory), found by
+    :func:`agentic_sql.rewards.prerun_gold` with ``on_failure="raise"`` (or by a metric that needs
+    every gold query, e.g. the Spider test-suite metric). ``failures`` lists them.
+
+    Args:
+        failures: :class:`agentic_sql.rewards.GoldFailure` records (or any objects with ``db_id``,
+            ``gold_sql``, ``error`` and ``rows``).
+        hint: what the caller can do instead (appended to the message).
+    """
+
+    def __init__(self, failures: list, hint: str | None = None):
+        self.failures = list(failures)
+        n_rows = sum(len(getattr(f, "rows", ()) or ()) for f in self.failures)
+        first = self.failures[0] if self.failures else None
+        msg = f"{len(self.failures)} gold queries cannot run"
+        if n_rows:
+            msg += f" ({n_rows} dataset rows)"
+        if first is not None:
+            sql = str(first.gold_sql)
+            sql = sql if len(sql) <= 200 else sql[:197] + "..."
+            msg += f"; first: db {first.db_id!r}: {first.error} — {sql}"
+        self.hint = (
+            hint
+            if hint is not None
+            else "pass on_failure='drop' to remove those rows (counted and logged) or 'flag' to keep "
+            "them with reward None"
+        )
+        if self.hint:
+            msg += f" ({self.hint})"
+        super().__init__(msg)
+
+    def __reduce__(self):  # picklable across process boundaries
+        return (type(self), (self.failures, self.hint))

@@ -11,7 +11,9 @@ Four lines of defence, in order:
 3. SQLite's authorizer allows only ``SELECT``, ``READ``, ``RECURSIVE`` and ``FUNCTION`` (minus denied
    function names); everything else (ATTACH, PRAGMA, writes, temp tables) is denied at prepare time.
 4. Time: a progress handler aborts the query once the deadline passes ("interrupted"), a watchdog
-   thread calls ``conn.interrupt()`` shortly after, and in ``isolation="process"`` mode the query runs
+   thread calls ``conn.interrupt()`` shortly after (both act only *between* VM instructions, so in
+   ``isolation="thread"`` one long C call — e.g. a pathological ``GLOB`` — overruns the deadline:
+   thread mode has no hard timeout), and in ``isolation="process"`` mode (the default) the query runs
    in a worker subprocess (``python -m agentic_sql.sandbox_worker``, JSON lines over stdin/stdout;
    address-space limit ``memory_limit_mb``) that is killed and replaced if it has not answered
    ``timeout_s + kill_grace_s`` after the deadline. Workers are started with :mod:`subprocess`, never
@@ -61,6 +63,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_DENIED_FUNCTIONS",
+    "MAX_OBS_CHARS",
+    "MAX_OBS_COLS",
+    "READONLY_PRAGMA_FUNCTIONS",
     "ExecResult",
     "SQLiteExecutor",
     "SandboxLimits",
@@ -151,6 +156,22 @@ _AUTH_NAMES = dict(
 )
 _SQLITE_RECURSIVE = getattr(sqlite3, "SQLITE_RECURSIVE", 33)
 _ALLOWED_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, _SQLITE_RECURSIVE})
+
+#: PRAGMAs readable through their table-valued function (``SELECT * FROM pragma_table_info('t')``):
+#: schema introspection only. A ``PRAGMA`` *statement* stays refused, and so does every other
+#: pragma function (``pragma_database_list`` shows file paths, ``pragma_journal_mode`` ...).
+READONLY_PRAGMA_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+    }
+)
+_SCHEMA_TABLES = frozenset({"sqlite_master", "sqlite_schema"})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,12 +450,18 @@ class _SandboxedConnection:
             conn.execute("PRAGMA temp_store = MEMORY")
         self.denied: str | None = None
         self.deadline = math.inf
+        # True while running a query the sqlglot check accepted as one read query: only then may
+        # SQLite declare a table-valued function's virtual table (see _authorize)
+        self.validated = False
+        self._first_action = None
         self._denied_functions = frozenset(f.lower() for f in limits.denied_functions)
         conn.set_authorizer(self._authorize)
         conn.set_progress_handler(self._progress, max(1, int(limits.progress_every)))
         self.conn = conn
 
     def _authorize(self, action: int, arg1: Any, arg2: Any, dbname: Any, source: Any) -> int:
+        if self._first_action is None:
+            self._first_action = action
         if action in _ALLOWED_ACTIONS:
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_FUNCTION:
@@ -442,6 +469,40 @@ class _SandboxedConnection:
                 self.denied = f"function {arg2}()"
                 return sqlite3.SQLITE_DENY
             return sqlite3.SQLITE_OK
+        if (
+            action == sqlite3.SQLITE_UPDATE
+            and str(arg1 or "").lower() in _SCHEMA_TABLES
+            and source is None
+            and self.validated
+        ):
+            # SQLite declares the virtual table of a table-valued function (json_each,
+            # pragma_table_info, ...) the first time a connection uses it, which the authorizer
+            # sees as an UPDATE of sqlite_master's columns. The query itself was checked to be one
+            # read query with no UPDATE anywhere, and the file is read-only (lines 1 and 2).
+            return sqlite3.SQLITE_OK
+        if (
+            action == sqlite3.SQLITE_UPDATE
+            and str(arg1 or "").lower() in _SCHEMA_TABLES
+            and source is None
+            and self._first_action == sqlite3.SQLITE_SELECT
+        ):
+            # a SELECT whose preparation declares a virtual table: a table-valued function in a
+            # query the sqlglot check did not accept (parse failure, or validate=False)
+            self.denied = (
+                "a table-valued function (json_each, pragma_table_info, ...) in a query the "
+                "read-only check could not parse"
+            )
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA:
+            name = str(arg1 or "").lower()
+            if self.validated and name in READONLY_PRAGMA_FUNCTIONS:
+                return sqlite3.SQLITE_OK  # pragma_table_info(...) and friends: read-only
+            self.denied = (
+                f"PRAGMA {arg1} (table-valued function pragma_{name})"
+                if self.validated
+                else f"PRAGMA {arg1}"
+            )
+            return sqlite3.SQLITE_DENY
         what = _AUTH_NAMES.get(action, str(action))
         self.denied = f"{what} {arg1}" if arg1 else what
         return sqlite3.SQLITE_DENY
@@ -449,10 +510,14 @@ class _SandboxedConnection:
     def _progress(self) -> int:
         return 1 if time.monotonic() > self.deadline else 0
 
-    def run(self, sql: str, timeout_s: float, max_rows: int | None) -> ExecResult:
+    def run(
+        self, sql: str, timeout_s: float, max_rows: int | None, *, validated: bool = False
+    ) -> ExecResult:
         t0 = time.monotonic()
         self.deadline = t0 + timeout_s
         self.denied = None
+        self._first_action: int | None = None
+        self.validated = validated
         token = _WATCHDOG.register(self.conn, self.deadline + self.limits.watchdog_grace_s)
         try:
             cur = self.conn.execute(sql)
@@ -484,6 +549,7 @@ class _SandboxedConnection:
         finally:
             _WATCHDOG.unregister(token)
             self.deadline = math.inf
+            self.validated = False
         return ExecResult(
             ok=True,
             columns=columns,
@@ -494,13 +560,37 @@ class _SandboxedConnection:
 
     def _sqlite_failure(self, e: BaseException, elapsed: float) -> ExecResult:
         msg = str(e).strip() or type(e).__name__
-        if self.denied is not None and "not authorized" in msg:
+        if self.denied is not None and self.denied.startswith("a table-valued function"):
             return _failure(
-                f"UnsafeSQLError: {self.denied} is not allowed in the read-only sandbox",
+                "UnsafeSQLError: table-valued functions (json_each, pragma_table_info, ...) are "
+                "allowed only in queries the read-only check could parse, and this one was not "
+                "checked",
                 "unsafe",
                 elapsed,
             )
-        if "attempt to write a readonly database" in msg:
+        if self.denied is not None and "not authorized" in msg:
+            hint = ""
+            if self.denied.startswith("PRAGMA"):
+                hint = (
+                    "; read-only table-valued functions allowed: "
+                    + ", ".join(f"pragma_{n}" for n in sorted(READONLY_PRAGMA_FUNCTIONS))
+                    + ", json_each, json_tree"
+                )
+            return _failure(
+                f"UnsafeSQLError: {self.denied} is not allowed in the read-only sandbox{hint}",
+                "unsafe",
+                elapsed,
+            )
+        if self.denied is not None and "vtable constructor failed" in msg:
+            # SQLite hides the authorizer's refusal behind a generic message: name the real cause
+            return _failure(
+                f"UnsafeSQLError: {msg.replace('vtable constructor failed: ', '')} (a table-valued "
+                f"function) is not allowed here: the sandbox refused {self.denied} while declaring "
+                f"it",
+                "unsafe",
+                elapsed,
+            )
+        if "attempt to write a readonly database" in msg or "may not be modified" in msg:
             return _failure(f"UnsafeSQLError: {msg}", "unsafe", elapsed)
         return _failure(f"{type(e).__name__}: {msg}", "sqlite", elapsed)
 
@@ -538,9 +628,11 @@ def _execute_local(
     if not isinstance(sql, str):
         return _failure(f"expected the SQL query as a string, got {type(sql).__name__}", "unsafe")
     text = sql
+    validated = False
     if limits.validate:
         try:
             text = validate_readonly(sql, limits.dialect, denied_functions=limits.denied_functions)
+            validated = True
         except UnsafeSQLError as e:
             return _failure(f"UnsafeSQLError: {e}", "unsafe", time.monotonic() - t0)
         except (SQLParseError, RecursionError):
@@ -549,7 +641,7 @@ def _execute_local(
         conn = cache.get(path)
     except sqlite3.Error as e:
         return _failure(f"cannot open the database {path}: {e}", "not_found")
-    return conn.run(text, timeout_s, max_rows)
+    return conn.run(text, timeout_s, max_rows, validated=validated)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -791,9 +883,15 @@ class SQLiteExecutor:
             ``<db_id>.sqlite`` as in Spider 2.0-lite's local databases is accepted too).
         timeout_s: per-query timeout (training 5 s; BIRD evaluation uses 30 s).
         max_rows: rows kept per result (``None`` = all, as the official BIRD script does).
-        isolation: ``"process"`` runs queries in worker subprocesses (``python -m
-            agentic_sql.sandbox_worker``; memory limit, killable);
-            ``"thread"`` runs them in the calling thread (lower overhead, no memory limit).
+        isolation: ``"process"`` (default; use it for policy / untrusted SQL) runs queries in
+            worker subprocesses (``python -m agentic_sql.sandbox_worker``; memory limit, and a
+            *hard* timeout: a worker silent ``timeout_s + kill_grace_s`` after the deadline is
+            killed). ``"thread"`` runs them in the calling thread: lower overhead, but no memory
+            limit and **no hard timeout** — the deadline is enforced only between SQLite VM
+            instructions (progress handler, ``interrupt()``), so one long C call (a pathological
+            ``LIKE``/``GLOB`` over a long string, a huge ``printf`` / ``replace``) runs to its end:
+            22 s on a 2 s limit was measured. Use ``"thread"`` for trusted SQL (gold queries of a
+            known benchmark, tests).
         max_workers: worker processes (process mode) and threads used by :meth:`execute_many`.
         memory_limit_mb: address-space limit of each worker process, and half of it as SQLite's
             heap limit there (temp tables and sorters then stay in memory); process mode only.
@@ -920,10 +1018,14 @@ class SQLiteExecutor:
         max_rows: int | Literal["default"] | None = "default",
         max_workers: int | None = None,
         use_cache: bool = False,
+        chunk_size: int | None = None,
     ) -> list[ExecResult]:
         """Run ``(db_id, sql)`` pairs in parallel (``max_workers`` at a time); results keep the input order.
 
-        ``use_cache=True`` goes through :meth:`execute_cached` (gold queries).
+        ``use_cache=True`` goes through :meth:`execute_cached` (gold queries). In process mode the
+        queries are pipelined to the workers in chunks (fewer round trips); ``chunk_size=1`` hands
+        them out one at a time instead, so a few slow queries never queue behind each other on one
+        worker (what :meth:`agentic_sql.rewards.GoldCache.prerun` uses).
         """
         items = list(items)
         if not items:
@@ -936,17 +1038,97 @@ class SQLiteExecutor:
                 return run(item[0], item[1], timeout_s=timeout_s, max_rows=max_rows)
 
             return self._map(one, items, workers)
-        # process isolation: pipelined chunks, one worker per chunk
+        resolved: list[tuple[str | ExecResult, str]] = []
+        for db_id, sql in items:
+            try:
+                resolved.append((str(self.db_path(db_id)), sql))
+            except DatabaseNotFoundError as e:
+                resolved.append((_failure(str(e), "not_found"), sql))
+        return self._run_paths(resolved, timeout_s, max_rows, workers, chunk_size)
+
+    def db_variants(self, db_id: str) -> list[Path]:
+        """Every ``.sqlite`` file in the folder of ``db_id``, the main database first.
+
+        The Spider test suite (taoyds/test-suite-sql-eval) keeps extra *variants* of a database
+        (same schema, other contents) next to it, and a prediction is correct only if it matches
+        gold on all of them. A flat ``<db_root>/<db_id>.sqlite`` has no variants.
+
+        Raises:
+            DatabaseNotFoundError: unknown ``db_id``.
+        """
+        main = self.db_path(db_id)
+        if main.parent.resolve() == self.db_root.resolve():
+            return [main]
+        others = sorted(
+            p for p in main.parent.iterdir() if p.suffix == ".sqlite" and p.is_file() and p != main
+        )
+        return [main, *others]
+
+    def execute_many_files(
+        self,
+        items: Sequence[tuple[str | os.PathLike, str]],
+        *,
+        timeout_s: float | None = None,
+        max_rows: int | Literal["default"] | None = "default",
+        max_workers: int | None = None,
+    ) -> list[ExecResult]:
+        """:meth:`execute_many` over ``(database file, sql)`` pairs (e.g. :meth:`db_variants`).
+
+        Each file must lie under ``db_root``; one that does not, or does not exist, gives an
+        ``ExecResult(ok=False, error_kind="not_found")`` like an unknown ``db_id``.
+        """
+        items = list(items)
+        if not items:
+            return []
+        root = self.db_root.resolve()
+        resolved: list[tuple[str | ExecResult, str]] = []
+        for f, sql in items:
+            p = Path(f).resolve()
+            if not p.is_file() or root not in p.parents:
+                resolved.append(
+                    (_failure(f"database file not found under {root}: {f}", "not_found"), sql)
+                )
+            else:
+                resolved.append((str(p), sql))
+        workers = min(self.max_workers if max_workers is None else max(1, max_workers), len(items))
+        return self._run_paths(resolved, timeout_s, max_rows, workers)
+
+    def _run_paths(
+        self,
+        items: list[tuple[str | ExecResult, str]],
+        timeout_s: float | None,
+        max_rows: int | Literal["default"] | None,
+        workers: int,
+        chunk_size: int | None = None,
+    ) -> list[ExecResult]:
+        """Run ``(path or ready failure, sql)`` pairs on the pool, in input order."""
         timeout = self.timeout_s if timeout_s is None else float(timeout_s)
         cap = self.max_rows if max_rows == "default" else max_rows
         out: list[ExecResult | None] = [None] * len(items)
+        if self.isolation == "thread" or self._closed:
+            todo = [(i, p, q) for i, (p, q) in enumerate(items) if isinstance(p, str)]
+            for i, (p, _) in enumerate(items):
+                if not isinstance(p, str):
+                    out[i] = p
+
+            def one(t: tuple[int, str, str]) -> ExecResult:
+                if self._closed:
+                    return _failure("the executor is closed", "crash")
+                return _execute_local(self._thread_cache(), t[1], t[2], timeout, cap)
+
+            for (i, _, _), r in zip(todo, self._map(one, todo, workers), strict=True):
+                out[i] = r
+            return out  # type: ignore[return-value]
+        # process isolation: pipelined chunks, one worker per chunk
         tasks: list[tuple[int, tuple[str, str, float, int | None]]] = []
-        for i, (db_id, sql) in enumerate(items):
-            try:
-                tasks.append((i, (str(self.db_path(db_id)), sql, timeout, cap)))
-            except DatabaseNotFoundError as e:
-                out[i] = _failure(str(e), "not_found")
+        for i, (path, sql) in enumerate(items):
+            if isinstance(path, str):
+                tasks.append((i, (path, sql, timeout, cap)))
+            else:
+                out[i] = path
         size = max(1, min(_CHUNK_SIZE, math.ceil(len(tasks) / (workers * 4)) if tasks else 1))
+        if chunk_size is not None:
+            size = max(1, int(chunk_size))
         chunks: list[list[tuple[int, tuple]]] = []
         for k in range(0, len(tasks), size):
             chunk = tasks[k : k + size]
@@ -1156,20 +1338,50 @@ def _cell(v: Any, max_chars: int) -> str:
     return s
 
 
-def format_observation(res: ExecResult, max_rows: int = 50, max_cell_chars: int = 100) -> str:
+#: default cap on the columns shown in one observation
+MAX_OBS_COLS = 50
+#: default cap on the characters of one observation (all rows, columns and markers together)
+MAX_OBS_CHARS = 10_000
+
+
+def format_observation(
+    res: ExecResult,
+    max_rows: int = 50,
+    max_cell_chars: int = 100,
+    *,
+    max_cols: int | None = MAX_OBS_COLS,
+    max_chars: int | None = MAX_OBS_CHARS,
+) -> str:
     """Render a result (or its error) as the bounded text fed back to the agent.
 
-    At most ``max_rows`` rows and ``max_cell_chars`` characters per cell, with an explicit
-    ``... (N more rows)`` marker; bytes are shown as ``repr``; non-UTF8 text never breaks the output.
+    Bounds, each with an explicit marker so the agent knows what it does not see:
+
+    * at most ``max_rows`` rows (``... (N more rows)``);
+    * at most ``max_cols`` columns (the header ends with ``| ... (N more columns)``);
+    * at most ``max_cell_chars`` characters per cell (``...``);
+    * at most ``max_chars`` characters in total: the text is cut at the last whole line that fits
+      and ends with ``... (N more characters)``. The marker line is counted in the budget, so the
+      result never exceeds ``max_chars`` (for ``max_chars >= 40``).
+
+    ``None`` disables the column or total cap. Bytes are shown as ``repr``; non-UTF8 text never
+    breaks the output.
     """
     if not res.ok:
-        return f"Error: {res.error or 'the query failed'}"
+        text = f"Error: {res.error or 'the query failed'}"
+        return _cap_chars(text, max_chars)
     if not res.columns:
         return "(the query returned no columns)"
-    lines = [" | ".join(_cell(c, max_cell_chars) for c in res.columns)]
+    n_cols = len(res.columns)
+    shown_cols = n_cols if max_cols is None else max(1, min(n_cols, int(max_cols)))
+    hidden_cols = n_cols - shown_cols
+    header = " | ".join(_cell(c, max_cell_chars) for c in res.columns[:shown_cols])
+    if hidden_cols:
+        header += f" | ... ({hidden_cols} more columns)"
+    lines = [header]
     shown = res.rows[: max(0, max_rows)]
     for row in shown:
-        lines.append(" | ".join(_cell(v, max_cell_chars) for v in row))
+        line = " | ".join(_cell(v, max_cell_chars) for v in row[:shown_cols])
+        lines.append(line + (" | ..." if hidden_cols else ""))
     more = len(res.rows) - len(shown)
     if res.truncated:
         shown_more = f"{more}+ more rows" if more else "more rows"
@@ -1178,4 +1390,19 @@ def format_observation(res: ExecResult, max_rows: int = 50, max_cell_chars: int 
         lines.append(f"... ({more} more rows)")
     if not res.rows:
         lines.append("(0 rows)")
-    return "\n".join(lines)
+    return _cap_chars("\n".join(lines), max_chars)
+
+
+def _cap_chars(text: str, max_chars: int | None) -> str:
+    """``text`` cut to ``max_chars`` (at a line end when one fits) with a ``(N more characters)`` marker."""
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    budget = max(0, int(max_chars))
+    # the marker's own length depends on N; reserve room for the longest possible N
+    reserve = len(f"\n... ({len(text)} more characters)")
+    keep = max(0, budget - reserve)
+    cut = text.rfind("\n", 0, keep + 1)
+    if cut <= 0:
+        cut = keep
+    head = text[:cut]
+    return f"{head}\n... ({len(text) - len(head)} more characters)"

@@ -19,8 +19,12 @@ Where the per-turn scores come from, in order:
 A gold query that fails or times out makes the example invalid: its reward is ``None`` (TRL turns
 it into NaN and ignores it), a warning is logged and the batch's count goes to TRL's
 ``log_metric`` as ``sql/unscorable`` — never a silent 0. Gold queries fetch every row and get
-``GOLD_TIMEOUT_FACTOR`` (4x) the policy's timeout (:class:`GoldCache`). A missing database raises
-:class:`~agentic_sql.errors.DatabaseNotFoundError`.
+``GOLD_TIMEOUT_FACTOR`` (4x) the policy's timeout (:class:`GoldCache`); a failure is cached, so a
+slow gold costs its timeout once, not at every reset. :func:`prerun_gold` runs every distinct gold
+query of a dataset once, in parallel on the executor's pool, before training, and raises, drops or
+flags the rows whose gold cannot run (``on_failure=``), with the count logged and the failures
+listed. A missing database raises :class:`~agentic_sql.errors.DatabaseNotFoundError`; a crashed
+sandbox raises :class:`~agentic_sql.errors.SandboxWorkerError`.
 
 Completions are parsed by :mod:`agentic_sql.protocol` (the same parser the text rollout uses).
 """
@@ -48,6 +52,9 @@ __all__ = [
     "REWARD_KINDS",
     "Episode",
     "GoldCache",
+    "GoldFailure",
+    "GoldFailurePolicy",
+    "GoldPrerun",
     "ParsedCompletion",
     "TurnScore",
     "arctic_reward",
@@ -58,6 +65,7 @@ __all__ = [
     "episode_reward",
     "make_reward_funcs",
     "parse_completion",
+    "prerun_gold",
     "score_query",
     "shared_executor",
 ]
@@ -75,47 +83,133 @@ ARCTIC_EXEC_OK = 0.1
 #: gold queries run with this many times the executor's (policy) timeout (``GoldCache(timeout_s=)``
 #: overrides it): a slow but correct gold query must not make an example unscorable
 GOLD_TIMEOUT_FACTOR = 4.0
-# gold failures that depend on the query, not on load: cached like successes
-_CACHEABLE_FAILURES = ("unsafe", "sqlite")
+
+GoldFailurePolicy = Literal["raise", "drop", "flag"]
+
+
+@dataclass(frozen=True)
+class GoldFailure:
+    """A gold query that cannot be scored against (``error_kind`` ``"timeout"``, ``"sqlite"``,
+    ``"unsafe"`` or ``"memory"``), with the dataset rows that use it (when known)."""
+
+    db_id: str
+    gold_sql: str
+    error: str
+    error_kind: str | None
+    timed_out: bool = False
+    rows: tuple[int, ...] = ()
 
 
 class GoldCache:
-    """Gold results per ``(db_id, gold_sql)`` (LRU); ``get`` returns ``None`` for an unscorable example.
+    """Gold results per ``(db_id, gold_sql)``; ``get`` returns ``None`` for an unscorable example.
 
     Gold queries run with every row (``max_rows=None``, as :func:`agentic_sql.eval.evaluate_ex`
     does) and a longer timeout than the policy's: ``timeout_s`` (default
-    ``GOLD_TIMEOUT_FACTOR * executor.timeout_s``). Only results that cannot change on a retry are
-    cached: successes, refused queries and SQLite errors; a timeout, a dead worker or an out-of-memory
-    failure is reported (``None``, counted in ``n_invalid``) and executed again next time.
+    ``GOLD_TIMEOUT_FACTOR * executor.timeout_s``). A *failure* of the gold query (SQL error,
+    refused query, timeout, out of memory) is cached too, so a gold query that times out costs its
+    timeout once and not at every ``reset`` (``retry_timeouts=True`` runs timeouts and
+    out-of-memory failures again on the next ``get``, the old behaviour). Results are kept in an
+    LRU of ``maxsize`` entries; those of :meth:`prerun` are pinned (never evicted: the training
+    set's gold results stay in memory).
 
-    Raises (from :meth:`get`):
+    Raises (from :meth:`get` and :meth:`prerun`):
         DatabaseNotFoundError: the example's database does not exist (fail fast, spec §6).
+        SandboxWorkerError: the sandbox itself failed (worker crash): never a ``None`` reward.
     """
 
-    def __init__(self, executor: Any, maxsize: int = 4096, *, timeout_s: float | None = None):
+    def __init__(
+        self,
+        executor: Any,
+        maxsize: int = 4096,
+        *,
+        timeout_s: float | None = None,
+        retry_timeouts: bool = False,
+    ):
         self.executor = executor
         self.maxsize = maxsize
         if timeout_s is None and getattr(executor, "timeout_s", None) is not None:
             timeout_s = GOLD_TIMEOUT_FACTOR * float(executor.timeout_s)
         self.timeout_s = timeout_s
+        self.retry_timeouts = bool(retry_timeouts)
         self.n_invalid = 0  # failed gold executions (a cached failure counts once)
         self._cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self._pinned: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, db_id: str, gold_sql: str) -> Any:
-        key = (str(db_id), str(gold_sql))
+    def _lookup(self, key: tuple[str, str]) -> Any:
         with self._lock:
+            if key in self._pinned:
+                return self._pinned[key]
             if key in self._cache:
                 self._cache.move_to_end(key)
-                res = self._cache[key]
-                return res if res.ok else None
+                return self._cache[key]
+        return None
+
+    def get(self, db_id: str, gold_sql: str) -> Any:
+        """The gold :class:`~agentic_sql.executor.ExecResult`, or ``None`` when the gold query fails."""
+        key = (str(db_id), str(gold_sql))
+        hit = self._lookup(key)
+        if hit is not None:
+            return hit if hit.ok else None
         if hasattr(self.executor, "db_path"):
             self.executor.db_path(db_id)  # raises DatabaseNotFoundError for an unknown database
         res = _execute(self.executor, db_id, gold_sql, timeout_s=self.timeout_s, max_rows=None)
+        self._store(key, res, pin=False)
+        return res if res.ok else None
+
+    def prerun(self, pairs: Sequence[tuple[str, str]], *, pin: bool = True) -> list[GoldFailure]:
+        """Run every distinct, not yet cached ``(db_id, gold_sql)`` once, in parallel, and cache the results.
+
+        Uses the executor's ``execute_many`` (its worker-process pool) when it has one. With
+        ``pin=True`` the results are never evicted (a training set's gold results); ``pin=False``
+        just warms the LRU (a batch's). Returns the failures among ``pairs`` (cached ones
+        included), in first-seen order.
+
+        Raises:
+            DatabaseNotFoundError / SandboxWorkerError: as :meth:`get` (infrastructure, not a score).
+        """
+        distinct = list(dict.fromkeys((str(d), str(q)) for d, q in pairs))
+        todo = [k for k in distinct if self._lookup(k) is None]
+        if hasattr(self.executor, "db_path"):
+            for db_id in dict.fromkeys(d for d, _ in todo):
+                self.executor.db_path(db_id)
+        if todo:
+            if hasattr(self.executor, "execute_many"):
+                kw: dict[str, Any] = {"timeout_s": self.timeout_s, "max_rows": None}
+                if _accepts(self.executor.execute_many, "chunk_size"):
+                    kw["chunk_size"] = 1  # slow gold queries must not queue on one worker
+                results = self.executor.execute_many(todo, **kw)
+            else:
+                results = [
+                    _execute(self.executor, d, q, timeout_s=self.timeout_s, max_rows=None)
+                    for d, q in todo
+                ]
+            for key, res in zip(todo, results, strict=True):
+                self._store(key, res, pin=pin)
+        if pin:
+            with self._lock:
+                for k in distinct:  # already cached ones are pinned too: "keep these"
+                    if k not in self._pinned and k in self._cache:
+                        self._pinned[k] = self._cache.pop(k)
+        out = []
+        for k in distinct:
+            res = self._lookup(k)
+            if res is not None and not res.ok:
+                out.append(_gold_failure(k, res))
+        return out
+
+    def failures(self) -> list[GoldFailure]:
+        """Every cached gold failure (pinned first), without row indices."""
+        with self._lock:
+            items = list(self._pinned.items()) + list(self._cache.items())
+        return [_gold_failure(k, r) for k, r in items if not r.ok]
+
+    def _store(self, key: tuple[str, str], res: Any, *, pin: bool) -> None:
+        db_id, gold_sql = key
         if not res.ok and res.error_kind == "not_found":
             from agentic_sql.errors import DatabaseNotFoundError
 
-            raise DatabaseNotFoundError(str(db_id), "?", detail=f"gold query: {res.error}")
+            raise DatabaseNotFoundError(db_id, "?", detail=f"gold query: {res.error}")
         if not res.ok and res.error_kind == "crash":
             from agentic_sql.errors import SandboxWorkerError
 
@@ -123,7 +217,9 @@ class GoldCache:
                 f"the gold query of db {db_id!r} could not run because the sandbox failed "
                 f"({res.error}); refusing to turn it into a None reward: {gold_sql}"
             )
-        cacheable = res.ok or res.error_kind in _CACHEABLE_FAILURES
+        cacheable = res.ok or not (
+            self.retry_timeouts and (res.timed_out or res.error_kind == "memory")
+        )
         if not res.ok:
             self.n_invalid += 1
             logger.warning(
@@ -133,15 +229,158 @@ class GoldCache:
                 "" if cacheable else " (not cached: retried next time)",
                 gold_sql,
             )
-        if cacheable:
-            with self._lock:
-                self._cache[key] = res
-                while len(self._cache) > self.maxsize:
-                    self._cache.popitem(last=False)
-        return res if res.ok else None
+        if not cacheable:
+            return
+        with self._lock:
+            if pin:
+                self._pinned[key] = res
+                self._cache.pop(key, None)
+                return
+            self._cache[key] = res
+            while len(self._cache) > self.maxsize:
+                self._cache.popitem(last=False)
+
+
+def _gold_failure(key: tuple[str, str], res: Any, rows: Sequence[int] = ()) -> GoldFailure:
+    return GoldFailure(
+        db_id=key[0],
+        gold_sql=key[1],
+        error=str(res.error or "failed"),
+        error_kind=res.error_kind,
+        timed_out=bool(res.timed_out),
+        rows=tuple(rows),
+    )
+
+
+@dataclass
+class GoldPrerun:
+    """What :func:`prerun_gold` found.
+
+    Attributes:
+        dataset: the dataset to train on (failing rows removed when ``on_failure="drop"``).
+        n_rows: rows checked; n_distinct: distinct ``(db_id, gold_sql)`` pairs among them.
+        failures: one :class:`GoldFailure` per failing gold query, with the row indices using it.
+        dropped_rows: indices (in the input dataset) of the rows removed (``"drop"``) or flagged.
+        elapsed_s: wall time of the pre-run.
+    """
+
+    dataset: Any
+    n_rows: int
+    n_distinct: int
+    failures: list[GoldFailure]
+    dropped_rows: list[int]
+    elapsed_s: float
+    on_failure: str = "raise"
+
+    @property
+    def n_failed_rows(self) -> int:
+        return len(self.dropped_rows)
+
+
+def _dataset_rows(dataset: Any) -> list[dict[str, Any]]:
+    if hasattr(dataset, "column_names") and hasattr(dataset, "select_columns"):
+        cols = [c for c in ("db_id", "gold_sql") if c in dataset.column_names]
+        return list(dataset.select_columns(cols)) if cols else [{} for _ in range(len(dataset))]
+    return [dict(r) for r in dataset]
+
+
+def prerun_gold(
+    dataset: Any, gold_cache: GoldCache, *, on_failure: GoldFailurePolicy = "raise"
+) -> GoldPrerun:
+    """Run every distinct gold query of ``dataset`` once, in parallel, before training or scoring.
+
+    The results are pinned in ``gold_cache`` (so ``reset`` and the rewards never execute a gold
+    query again), and every failure is cached, counted and logged once. ``on_failure`` says what a
+    row whose gold query cannot run becomes — never a wrong score:
+
+    * ``"raise"`` (default): :class:`~agentic_sql.errors.GoldQueryError` listing the failures;
+    * ``"drop"``: the rows are removed from the returned ``dataset`` (count logged);
+    * ``"flag"``: the rows stay; their reward is ``None`` (ignored by TRL, counted in
+      ``sql/unscorable``).
+
+    Args:
+        dataset: a ``datasets.Dataset`` or a list of dicts with ``db_id`` and ``gold_sql``.
+
+    Raises:
+        GoldQueryError: ``on_failure="raise"`` and at least one gold query fails.
+        ValueError: unknown ``on_failure``, or rows without ``db_id`` / ``gold_sql``.
+        DatabaseNotFoundError / SandboxWorkerError: infrastructure failures (always raised).
+    """
+    import time
+
+    if on_failure not in ("raise", "drop", "flag"):
+        raise ValueError(f"on_failure must be 'raise', 'drop' or 'flag', got {on_failure!r}")
+    rows = _dataset_rows(dataset)
+    missing = [i for i, r in enumerate(rows) if r.get("db_id") is None or r.get("gold_sql") is None]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} dataset rows lack db_id or gold_sql (first: row {missing[0]}); "
+            f"every row needs both to be scored"
+        )
+    keys = [(str(r["db_id"]), str(r["gold_sql"])) for r in rows]
+    t0 = time.monotonic()
+    failed = {(f.db_id, f.gold_sql): f for f in gold_cache.prerun(keys)}
+    elapsed = time.monotonic() - t0
+    by_key: dict[tuple[str, str], list[int]] = {}
+    for i, k in enumerate(keys):
+        if k in failed:
+            by_key.setdefault(k, []).append(i)
+    failures = [
+        GoldFailure(f.db_id, f.gold_sql, f.error, f.error_kind, f.timed_out, tuple(by_key[k]))
+        for k, f in failed.items()
+    ]
+    bad_rows = sorted(i for f in failures for i in f.rows)
+    n_distinct = len(set(keys))
+    logger.info(
+        "pre-ran %d distinct gold queries for %d rows in %.1f s: %d failed (%d rows)",
+        n_distinct,
+        len(rows),
+        elapsed,
+        len(failures),
+        len(bad_rows),
+    )
+    if failures and on_failure == "raise":
+        from agentic_sql.errors import GoldQueryError
+
+        raise GoldQueryError(failures)
+    out = dataset
+    if failures:
+        logger.warning(
+            "%d of %d rows have a gold query that cannot run (%d distinct queries; first: db %r, "
+            "%s); %s",
+            len(bad_rows),
+            len(rows),
+            len(failures),
+            failures[0].db_id,
+            failures[0].error,
+            "dropped from the dataset" if on_failure == "drop" else "flagged: their reward is None",
+        )
+        if on_failure == "drop":
+            bad = set(bad_rows)
+            keep = [i for i in range(len(rows)) if i not in bad]
+            out = dataset.select(keep) if hasattr(dataset, "select") else [dataset[i] for i in keep]
+    return GoldPrerun(
+        dataset=out,
+        n_rows=len(rows),
+        n_distinct=n_distinct,
+        failures=failures,
+        dropped_rows=bad_rows,
+        elapsed_s=elapsed,
+        on_failure=on_failure,
+    )
 
 
 _OVERRIDES_OK: dict[type, bool] = {}
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _execute(executor: Any, db_id: str, sql: str, **overrides: Any) -> Any:
@@ -183,8 +422,12 @@ def score_query(
     *,
     csmr_mode: str = "exact",
     cap_partial: float = 0.9,
+    result: Any = None,
 ) -> TurnScore:
     """Execute ``sql`` and score it against the gold result with CSMR (error / no SQL -> 0).
+
+    ``result`` is ``sql``'s result when the caller already executed it (e.g. a whole batch through
+    ``executor.execute_many``); it is then not executed again.
 
     A result cut at the executor's ``max_rows`` (``truncated``) is executed again with every row,
     as :func:`agentic_sql.eval.evaluate_ex` executes predictions, and scored on that; if the
@@ -195,7 +438,7 @@ def score_query(
 
     if not sql or not sql.strip():
         return TurnScore(0.0, True, False, None)
-    res = executor.execute(db_id, sql)
+    res = result if result is not None else executor.execute(db_id, sql)
     if not res.ok or gold is None:
         return TurnScore(0.0, not res.ok, False, res)
     full = res
@@ -273,10 +516,11 @@ _SHARED_LOCK = threading.Lock()
 def shared_executor(db_root: str | os.PathLike) -> tuple[Any, GoldCache]:
     """``(executor, gold cache)`` for ``db_root``, built once per folder and reused.
 
-    What the module-level rewards use for a dataset's ``db_root`` column. The executors run queries
-    in the calling thread (``isolation="thread"``: no worker processes to spawn, so a script without
-    an ``if __name__ == "__main__":`` guard works; pass ``executor=SQLiteExecutor(db_root)`` for
-    process isolation). They are closed at interpreter exit or by :func:`close_shared_executors`.
+    What the module-level rewards use for a dataset's ``db_root`` column. The executors run the
+    policy's SQL in worker processes (``isolation="process"``, the only mode with a hard timeout;
+    workers start with ``python -m agentic_sql.sandbox_worker``, so a script without an
+    ``if __name__ == "__main__":`` guard works). They are closed at interpreter exit or by
+    :func:`close_shared_executors`.
 
     Raises:
         DatabaseNotFoundError: ``db_root`` is not an existing folder.
@@ -287,7 +531,7 @@ def shared_executor(db_root: str | os.PathLike) -> tuple[Any, GoldCache]:
     with _SHARED_LOCK:
         hit = _SHARED.get(key)
         if hit is None:
-            ex = SQLiteExecutor(key, isolation="thread")
+            ex = SQLiteExecutor(key, isolation="process")
             hit = _SHARED[key] = (ex, GoldCache(ex))
         return hit
 
@@ -307,9 +551,19 @@ atexit.register(close_shared_executors)
 class _Scorer:
     """Builds :class:`Episode` objects for a batch from environments, rollout extras or by executing."""
 
-    def __init__(self, executor: Any = None, csmr_mode: str = "exact", cap_partial: float = 0.9):
+    def __init__(
+        self,
+        executor: Any = None,
+        csmr_mode: str = "exact",
+        cap_partial: float = 0.9,
+        gold: GoldCache | None = None,
+    ):
+        if executor is None and gold is not None:
+            executor = gold.executor
         self.executor = executor  # bound by make_reward_funcs; None for the module-level rewards
-        self.gold = GoldCache(executor) if executor is not None else None
+        self.gold = (
+            gold if gold is not None else (GoldCache(executor) if executor is not None else None)
+        )
         self.csmr_mode = csmr_mode
         self.cap_partial = cap_partial
         self._lock = threading.Lock()
@@ -339,12 +593,33 @@ class _Scorer:
                 f"(expected columns: prompt, db_id, gold_sql)"
             )
         resources = self._resources(kw, len(completions))
+        parsed_all = [parse_completion(c) for c in completions]
+        # gold queries of the batch: each distinct one once, in parallel (cached afterwards)
+        groups: dict[int, tuple[GoldCache, list[tuple[str, str]]]] = {}
+        for db, gsql, (_, gc) in zip(db_id, gold_sql, resources, strict=True):
+            groups.setdefault(id(gc), (gc, []))[1].append((db, gsql))
+        for gc, pairs in groups.values():
+            gc.prerun(pairs, pin=False)
+        golds = [gc.get(db, g) for db, g, (_, gc) in zip(db_id, gold_sql, resources, strict=True)]
+        # the policy's queries of the whole batch in one execute_many per executor
+        todo: dict[int, tuple[Any, list[tuple[str, str]]]] = {}
+        for p, db, (ex, _), g in zip(parsed_all, db_id, resources, golds, strict=True):
+            if g is None:
+                continue
+            qs = (list(p.sql_turns) if need_turns else []) + (
+                [p.final_sql] if p.final_sql is not None else []
+            )
+            todo.setdefault(id(ex), (ex, []))[1].extend((db, q) for q in qs if q and q.strip())
+        done: dict[tuple[int, str, str], Any] = {}
+        for ex, items in todo.values():
+            items = list(dict.fromkeys(items))
+            if hasattr(ex, "execute_many"):
+                for item, r in zip(items, ex.execute_many(items), strict=True):
+                    done[(id(ex), *item)] = r
         out = []
-        for comp, db, gsql, (executor, gold_cache) in zip(
-            completions, db_id, gold_sql, resources, strict=True
+        for parsed, db, (executor, _), gold in zip(
+            parsed_all, db_id, resources, golds, strict=True
         ):
-            parsed = parse_completion(comp)
-            gold = gold_cache.get(db, gsql)
             ep = Episode(final_sql=parsed.final_sql, format_ok=parsed.format_ok)
             if gold is None:
                 ep.gold_valid = False
@@ -352,11 +627,17 @@ class _Scorer:
                 continue
             queries = list(parsed.sql_turns) if need_turns else []
             for q in queries:
-                ts = self._score(executor, db, q, gold)
+                ts = self._score(executor, db, q, gold, done.get((id(executor), db, q)))
                 ep.turn_scores.append(ts.score)
                 ep.turn_errors.append(ts.error)
             if parsed.final_sql is not None:
-                ts = self._score(executor, db, parsed.final_sql, gold)
+                ts = self._score(
+                    executor,
+                    db,
+                    parsed.final_sql,
+                    gold,
+                    done.get((id(executor), db, parsed.final_sql)),
+                )
                 ep.final_ok, ep.final_ex, ep.final_score = not ts.error, ts.ex, ts.score
                 if need_turns:
                     ep.turn_scores.append(ts.score)
@@ -364,9 +645,15 @@ class _Scorer:
             out.append(ep)
         return out
 
-    def _score(self, executor, db, sql, gold) -> TurnScore:
+    def _score(self, executor, db, sql, gold, result=None) -> TurnScore:
         return score_query(
-            executor, db, sql, gold, csmr_mode=self.csmr_mode, cap_partial=self.cap_partial
+            executor,
+            db,
+            sql,
+            gold,
+            csmr_mode=self.csmr_mode,
+            cap_partial=self.cap_partial,
+            result=result,
         )
 
     def _resources(self, kw: dict[str, Any], n: int) -> list[tuple[Any, GoldCache]]:
@@ -376,7 +663,10 @@ class _Scorer:
         if ex is None:
             ex = self.executor
         if ex is None and kw.get("environments"):
-            ex = kw["environments"][0].executor
+            env = kw["environments"][0]
+            ex = env.executor
+            if getattr(env, "gold_cache", None) is not None and env.gold_cache.executor is ex:
+                return [(ex, env.gold_cache)] * n
         if ex is not None:
             with self._lock:
                 if self.gold is None or self.gold.executor is not ex:
@@ -531,13 +821,31 @@ def make_reward_funcs(
     *,
     csmr_mode: str = "exact",
     cap_partial: float = 0.9,
+    gold_cache: GoldCache | None = None,
+    dataset: Any = None,
+    on_gold_failure: GoldFailurePolicy = "raise",
 ) -> list[Callable[..., list[float | None]]]:
     """TRL reward functions for ``kind`` bound to ``executor`` and ``cfg`` (one function per kind).
 
     ``"atr"`` and ``"atr+csmr"`` are the same reward: ATR aggregating per-turn CSMR scores.
+
+    Args:
+        gold_cache: share gold results with an environment factory (``factory.gold_cache``).
+        dataset: pre-run every distinct gold query of it now, in parallel (:func:`prerun_gold`);
+            ``on_gold_failure`` is ``"raise"`` or ``"flag"`` here (to drop rows, call
+            :func:`prerun_gold` and train on its ``dataset``).
     """
     k = _check_kind(kind)
-    scorer = _Scorer(executor, csmr_mode=csmr_mode, cap_partial=cap_partial)
+    scorer = _Scorer(executor, csmr_mode=csmr_mode, cap_partial=cap_partial, gold=gold_cache)
+    if dataset is not None:
+        if scorer.gold is None:
+            raise ValueError("make_reward_funcs(dataset=...) needs an executor or a gold_cache")
+        if on_gold_failure == "drop":
+            raise ValueError(
+                "make_reward_funcs cannot drop dataset rows; call prerun_gold(dataset, gold_cache, "
+                "on_failure='drop') and train on its .dataset, or pass on_gold_failure='flag'"
+            )
+        prerun_gold(dataset, scorer.gold, on_failure=on_gold_failure)
     cfg = cfg or ATRConfig()
 
     def reward(completions, db_id=None, gold_sql=None, **kw):

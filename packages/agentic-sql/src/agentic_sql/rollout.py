@@ -92,6 +92,13 @@ def run_text_episodes(
     eos = tokenizer.eos_token_id
     traces: list[EpisodeTrace] = []
     prefixes: list[str] = []
+    gold_cache = getattr(env_factory, "gold_cache", None)
+    if gold_cache is not None and hasattr(gold_cache, "prerun"):
+        # the batch's distinct gold queries in parallel (reset then finds them cached)
+        gold_cache.prerun(
+            [(r["db_id"], r["gold_sql"]) for r in rows if "db_id" in r and "gold_sql" in r],
+            pin=False,
+        )
     for prompt, row in zip(prompts, rows, strict=True):
         env = env_factory()
         env.reset(**row)
@@ -116,8 +123,12 @@ def run_text_episodes(
             logprobs=True,
         )
         outs = generator.generate([prefixes[i] + traces[i].text for i in active], cfg)
-        for i, out in zip(active, outs, strict=True):
-            _advance(traces[i], out[0], tokenizer, eos, last_turn=turn == max_turns - 1)
+        actions = [
+            (i, _read_turn(traces[i], out[0], tokenizer, eos))
+            for i, out in zip(active, outs, strict=True)
+        ]
+        _act(traces, actions, tokenizer, eos, last_turn=turn == max_turns - 1)
+        for i in active:
             left = budget - len(traces[i].completion_ids)
             if left <= 0:
                 traces[i].finished = True
@@ -136,10 +147,14 @@ def run_text_episodes(
     return traces
 
 
-def _advance(
-    trace: EpisodeTrace, comp: Any, tokenizer: Any, eos: int | None, last_turn: bool
-) -> None:
-    """Append one generated turn, act on its closing tag, append the observation (masked)."""
+def _read_turn(
+    trace: EpisodeTrace, comp: Any, tokenizer: Any, eos: int | None
+) -> tuple[str, str] | None:
+    """Append one generated turn (model tokens) and return its action ``(kind, sql)``.
+
+    ``None`` when the turn has no action (the episode ends) or a malformed block (a format failure,
+    the episode ends).
+    """
     ids = list(comp.token_ids or [])
     lps = [float(x) for x in (comp.logprobs or [])][: len(ids)]
     lps += [0.0] * (len(ids) - len(lps))
@@ -157,7 +172,7 @@ def _advance(
     env = trace.env
     if m is None:
         trace.finished = True  # no action: the episode ends (no answer -> format failure)
-        return
+        return None
     turn_part = turn_text[: m.end()]
     if turn_text[m.end() :].strip():
         env._mark_format_error("text after the closing tag")
@@ -165,19 +180,62 @@ def _advance(
     if parsed is None:
         env._mark_format_error(f"malformed <{m.group(1).lower()}> block")
         trace.finished = True
-        return
-    kind, sql = parsed
-    if kind == "solution":
-        env.submit_answer(sql)
-    else:
-        obs = env.execute_sql(sql)
-        if not (env.done or last_turn):
-            text = observation_text(obs)
-            _append_env(trace, tokenizer(text, add_special_tokens=False)["input_ids"], text)
-            return
-    trace.finished = True
-    if eos is not None:  # terminate the sequence (an environment token, not trained)
-        _append_env(trace, [eos], "")
+        return None
+    return parsed
+
+
+def _act(
+    traces: list[EpisodeTrace],
+    actions: list[tuple[int, tuple[str, str] | None]],
+    tokenizer: Any,
+    eos: int | None,
+    last_turn: bool,
+) -> None:
+    """Run every episode's action of this turn: all queries in one ``execute_many`` per executor
+    (the worker-process pool runs them in parallel), then feed each result to its environment."""
+    results = _execute_batch(
+        [(traces[i].env, a[1]) for i, a in actions if a is not None and traces[i].env is not None]
+    )
+    for i, action in actions:
+        if action is None:
+            continue
+        trace, (kind, sql) = traces[i], action
+        env = trace.env
+        res = results.get((id(env), sql))
+        if kind == "solution":
+            env._submit_answer(sql, res) if hasattr(env, "_submit_answer") else env.submit_answer(
+                sql
+            )
+        else:
+            obs = (
+                env._execute_sql(sql, res) if hasattr(env, "_execute_sql") else env.execute_sql(sql)
+            )
+            if not (env.done or last_turn):
+                text = observation_text(obs)
+                _append_env(trace, tokenizer(text, add_special_tokens=False)["input_ids"], text)
+                continue
+        trace.finished = True
+        if eos is not None:  # terminate the sequence (an environment token, not trained)
+            _append_env(trace, [eos], "")
+
+
+def _execute_batch(items: list[tuple[Any, str]]) -> dict[tuple[int, str], Any]:
+    """``{(id(env), sql): result}`` for the queries the environments will execute this turn."""
+    groups: dict[int, tuple[Any, list[tuple[Any, str]]]] = {}
+    for env, sql in items:
+        wants = getattr(env, "_wants_execution", None)
+        ex = getattr(env, "executor", None)
+        if wants is None or not wants() or ex is None or not hasattr(ex, "execute_many"):
+            continue  # a duck-typed environment executes its own query
+        if not sql or not sql.strip():
+            continue
+        groups.setdefault(id(ex), (ex, []))[1].append((env, sql))
+    out: dict[tuple[int, str], Any] = {}
+    for ex, pairs in groups.values():
+        res = ex.execute_many([(env.db_id, sql) for env, sql in pairs])
+        for (env, sql), r in zip(pairs, res, strict=True):
+            out[(id(env), sql)] = r
+    return out
 
 
 def _append_env(trace: EpisodeTrace, ids: list[int], text: str) -> None:
@@ -196,6 +254,7 @@ def make_sql_rollout_func(
     backend: Literal["auto", "hf", "vllm"] = "auto",
     generator: Any = None,
     rows: Sequence[dict[str, Any]] | None = None,
+    hf_batch_size: int = 64,
 ) -> RolloutFunc:
     """A TRL ``rollout_func(prompts, trainer)`` playing text-protocol SQL episodes.
 
@@ -214,6 +273,7 @@ def make_sql_rollout_func(
             (vLLM when the trainer uses it).
         generator: an explicit papercore backend (overrides ``backend``).
         rows: dataset rows to index instead of the trainer's datasets.
+        hf_batch_size: prompts per ``generate`` call of the transformers backend (``backend="hf"``).
 
     Returns:
         ``rollout_func`` returning ``prompt_ids``, ``completion_ids``, ``logprobs``, ``env_mask``,
@@ -222,13 +282,15 @@ def make_sql_rollout_func(
     """
     if backend not in ("auto", "hf", "vllm"):
         raise ValueError(f"backend must be 'auto', 'hf' or 'vllm', got {backend!r}")
+    if int(hf_batch_size) < 1:
+        raise ValueError(f"hf_batch_size must be >= 1, got {hf_batch_size}")
     state: dict[str, Any] = {"index": _index_rows(rows) if rows is not None else None}
 
     def rollout_func(prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
         if state["index"] is None:
             state["index"] = _index_trainer_rows(trainer)
         batch_rows = [_lookup(state["index"], p) for p in prompts]
-        gen = generator or _trainer_backend(trainer, backend)
+        gen = generator or _trainer_backend(trainer, backend, hf_batch_size)
         args = trainer.args
         tok = trainer.processing_class
         tok = getattr(tok, "tokenizer", tok)
@@ -334,7 +396,7 @@ def _unwrap(trainer: Any) -> Any:
     return acc.unwrap_model(trainer.model) if acc is not None else trainer.model
 
 
-def _trainer_backend(trainer: Any, backend: str) -> Any:
+def _trainer_backend(trainer: Any, backend: str, hf_batch_size: int = 64) -> Any:
     from papercore.generation import make_backend
 
     use_vllm = bool(getattr(trainer, "use_vllm", False))
@@ -352,5 +414,5 @@ def _trainer_backend(trainer: Any, backend: str) -> Any:
         "transformers",
         model=_unwrap(trainer),
         tokenizer=getattr(tok, "tokenizer", tok),
-        batch_size=64,
+        batch_size=int(hf_batch_size),
     )

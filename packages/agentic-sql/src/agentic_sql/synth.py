@@ -27,10 +27,13 @@ from typing import Any
 __all__ = [
     "DIFFICULTIES",
     "DOMAINS",
+    "LOOKUP_TEMPLATES",
+    "TEMPLATE_SETS",
     "Domain",
     "SyntheticSuite",
     "build_synthetic_suite",
     "SUITE_MARKER",
+    "check_marked_output_dir",
     "check_suite_output_dir",
     "write_synthetic_suite",
 ]
@@ -426,6 +429,148 @@ TEMPLATES: dict[str, tuple[str, Template]] = {
 }
 
 
+# ----------------------------------------------------------------------------------------------
+# Lookup templates: the question names a row by a value, the gold query uses a value that must be
+# looked up first (an id, a category, a number). An agent explores (``explore_queries``: one lookup,
+# or two for ``lk_num_between_persons``), reads the
+# value(s) in the observation and answers with a simple query; ``direct_question`` states the looked-up
+# value, so the same gold query can be answered in one turn (the fixed-turn control of the bench).
+# ----------------------------------------------------------------------------------------------
+
+LookupTemplate = Callable[
+    [Domain, random.Random, dict[str, list[tuple]]], tuple[str, str, str, list[str], str]
+]
+
+
+def _pick_item(rng, t, d):
+    return rng.choice(t[d.items])
+
+
+def _lk_count_links_of_person(d, rng, t):
+    p = _pick_person(rng, t, d)
+    return (
+        f"How many {d.links} are recorded for the {d.person} {p[1]}?",
+        f"SELECT COUNT(*) FROM {d.links} WHERE {d.person}_id = {p[0]}",
+        f"{d.links}.{d.person}_id refers to {d.persons}.id",
+        [f"SELECT id FROM {d.persons} WHERE name = '{p[1]}'"],
+        f"How many {d.links} are recorded for the {d.person} with id {p[0]}?",
+    )
+
+
+def _lk_total_of_person(d, rng, t):
+    p = _pick_person(rng, t, d)
+    return (
+        f"What is the total {d.l_num} of the {d.links} recorded for the {d.person} {p[1]}?",
+        f"SELECT SUM({d.l_num}) FROM {d.links} WHERE {d.person}_id = {p[0]}",
+        f"{d.links}.{d.person}_id refers to {d.persons}.id",
+        [f"SELECT id FROM {d.persons} WHERE name = '{p[1]}'"],
+        f"What is the total {d.l_num} of the {d.links} recorded for the {d.person} with id {p[0]}?",
+    )
+
+
+def _lk_links_of_item(d, rng, t):
+    it = _pick_item(rng, t, d)
+    return (
+        f"List the {d.l_num} of the {d.links} recorded for the {d.item} {it[1]}.",
+        f"SELECT {d.l_num} FROM {d.links} WHERE {d.item}_id = {it[0]}",
+        f"{d.links}.{d.item}_id refers to {d.items}.id",
+        [f"SELECT id FROM {d.items} WHERE {d.i_name} = '{it[1]}'"],
+        f"List the {d.l_num} of the {d.links} recorded for the {d.item} with id {it[0]}.",
+    )
+
+
+def _lk_same_group(d, rng, t):
+    p = _pick_person(rng, t, d)
+    return (
+        f"List the name of {d.persons} with the same {d.p_group} as {p[1]}.",
+        f"SELECT name FROM {d.persons} WHERE {d.p_group} = '{p[2]}'",
+        "",
+        [f"SELECT {d.p_group} FROM {d.persons} WHERE name = '{p[1]}'"],
+        f"List the name of {d.persons} with the {d.p_group} {p[2]}.",
+    )
+
+
+def _lk_num_above_person(d, rng, t):
+    p = _pick_person(rng, t, d)
+    return (
+        f"List the name of {d.persons} whose {d.p_num} is greater than the {d.p_num} of {p[1]}.",
+        f"SELECT name FROM {d.persons} WHERE {d.p_num} > {p[3]}",
+        "",
+        [f"SELECT {d.p_num} FROM {d.persons} WHERE name = '{p[1]}'"],
+        f"List the name of {d.persons} whose {d.p_num} is greater than {p[3]}.",
+    )
+
+
+def _lk_items_below_item(d, rng, t):
+    it = _pick_item(rng, t, d)
+    return (
+        f"List the {d.i_name} of {d.items} whose {d.i_num} is less than the {d.i_num} of {it[1]}.",
+        f"SELECT {d.i_name} FROM {d.items} WHERE {d.i_num} < {it[3]}",
+        "",
+        [f"SELECT {d.i_num} FROM {d.items} WHERE {d.i_name} = '{it[1]}'"],
+        f"List the {d.i_name} of {d.items} whose {d.i_num} is less than {it[3]}.",
+    )
+
+
+def _lk_items_of_person(d, rng, t):
+    p = _pick_person(rng, t, d)
+    return (
+        f"List the distinct {d.i_name} of {d.items} in the {d.links} recorded for the {d.person} "
+        f"{p[1]}.",
+        f"SELECT DISTINCT T2.{d.i_name} FROM {d.links} AS T1 JOIN {d.items} AS T2 "
+        f"ON T1.{d.item}_id = T2.id WHERE T1.{d.person}_id = {p[0]}",
+        f"{d.links}.{d.person}_id refers to {d.persons}.id",
+        [f"SELECT id FROM {d.persons} WHERE name = '{p[1]}'"],
+        f"List the distinct {d.i_name} of {d.items} in the {d.links} recorded for the {d.person} "
+        f"with id {p[0]}.",
+    )
+
+
+def _lk_num_between_persons(d, rng, t):
+    a, b = rng.sample(t[d.persons], 2)
+    lo, hi = sorted((a, b), key=lambda p: p[3])
+    return (
+        f"List the name of {d.persons} whose {d.p_num} is between the {d.p_num} of {lo[1]} and the "
+        f"{d.p_num} of {hi[1]}.",
+        f"SELECT name FROM {d.persons} WHERE {d.p_num} > {lo[3]} AND {d.p_num} < {hi[3]}",
+        "between refers to strictly greater and strictly less",
+        [
+            f"SELECT {d.p_num} FROM {d.persons} WHERE name = '{lo[1]}'",
+            f"SELECT {d.p_num} FROM {d.persons} WHERE name = '{hi[1]}'",
+        ],
+        f"List the name of {d.persons} whose {d.p_num} is between {lo[3]} and {hi[3]}.",
+    )
+
+
+LOOKUP_TEMPLATES: dict[str, tuple[str, LookupTemplate]] = {
+    "lk_same_group": ("simple", _lk_same_group),
+    "lk_num_above_person": ("simple", _lk_num_above_person),
+    "lk_items_below_item": ("simple", _lk_items_below_item),
+    "lk_count_links_of_person": ("moderate", _lk_count_links_of_person),
+    "lk_total_of_person": ("moderate", _lk_total_of_person),
+    "lk_links_of_item": ("moderate", _lk_links_of_item),
+    "lk_items_of_person": ("challenging", _lk_items_of_person),
+    "lk_num_between_persons": ("challenging", _lk_num_between_persons),
+}
+"""Templates whose gold query needs a looked-up value (``template_set="lookup"`` or ``"mixed"``)."""
+
+TEMPLATE_SETS = ("standard", "lookup", "mixed")
+
+
+def _render(tname: str, d: Domain, rng: random.Random, tables: dict) -> dict[str, str]:
+    if tname in LOOKUP_TEMPLATES:
+        q, sql, ev, explore, direct = LOOKUP_TEMPLATES[tname][1](d, rng, tables)
+        return {
+            "question": q,
+            "SQL": sql,
+            "evidence": ev,
+            "explore_queries": explore,
+            "direct_question": direct,
+        }
+    q, sql, ev = TEMPLATES[tname][1](d, rng, tables)
+    return {"question": q, "SQL": sql, "evidence": ev}
+
+
 def _well_defined(conn: sqlite3.Connection, sql: str) -> bool:
     """Non-empty, non-NULL answer; for ORDER BY ... LIMIT k no tie at the boundary."""
     rows = conn.execute(sql).fetchall()
@@ -452,13 +597,22 @@ def build_synthetic_suite(
     n_items: int = 20,
     n_links: int = 120,
     test_fraction: float = 0.2,
+    template_set: str = "standard",
 ) -> SyntheticSuite:
     """Build the suite in memory (deterministic in ``seed``).
 
     Questions cycle over templates (equal thirds of simple / moderate / challenging) and databases;
     duplicates are skipped. Each question gets ``split`` = ``"train"`` or ``"test"`` (about
     ``test_fraction`` held out) and its ``template`` name.
+
+    ``template_set``: ``"standard"`` (the default; :data:`TEMPLATES`, answerable in one query),
+    ``"lookup"`` (:data:`LOOKUP_TEMPLATES`: the gold query uses an id or a value that the question
+    does not state, so an agent must look it up first) or ``"mixed"`` (both). Lookup questions also
+    carry ``explore_queries`` (the lookup queries, one or two) and ``direct_question`` (the same
+    question with the looked-up values stated, answerable in one turn by the same gold query).
     """
+    if template_set not in TEMPLATE_SETS:
+        raise ValueError(f"template_set must be one of {list(TEMPLATE_SETS)}, got {template_set!r}")
     if n_dbs < 1:
         raise ValueError(f"n_dbs must be >= 1, got {n_dbs}")
     if n_questions < 1:
@@ -480,8 +634,15 @@ def build_synthetic_suite(
         _fill(conn, suite.databases[d.db_id])
         conns[d.db_id] = conn
     rng = random.Random(f"{seed}/questions")
-    names = list(TEMPLATES)
-    by_diff = {diff: [n for n in names if TEMPLATES[n][0] == diff] for diff in DIFFICULTIES}
+    pool = {
+        "standard": {k: v[0] for k, v in TEMPLATES.items()},
+        "lookup": {k: v[0] for k, v in LOOKUP_TEMPLATES.items()},
+        "mixed": {
+            **{k: v[0] for k, v in TEMPLATES.items()},
+            **{k: v[0] for k, v in LOOKUP_TEMPLATES.items()},
+        },
+    }[template_set]
+    by_diff = {diff: [n for n in pool if pool[n] == diff] for diff in DIFFICULTIES}
     seen: set[tuple[str, str]] = set()
     attempts = 0
     i = 0
@@ -492,22 +653,24 @@ def build_synthetic_suite(
         for _ in range(20):  # retry this (difficulty, database) slot before moving on
             attempts += 1
             tname = rng.choice(by_diff[diff])
-            q, sql, evidence = TEMPLATES[tname][1](d, rng, suite.databases[d.db_id]["tables"])
-            if (d.db_id, q) not in seen and _well_defined(conns[d.db_id], sql):
+            r = _render(tname, d, rng, suite.databases[d.db_id]["tables"])
+            if (d.db_id, r["question"]) not in seen and _well_defined(conns[d.db_id], r["SQL"]):
                 break
         else:
             continue
-        seen.add((d.db_id, q))
+        seen.add((d.db_id, r["question"]))
+        extra = {k: r[k] for k in ("explore_queries", "direct_question") if k in r}
         suite.questions.append(
             {
                 "question_id": len(suite.questions),
                 "db_id": d.db_id,
-                "question": q,
-                "evidence": evidence,
-                "SQL": sql,
+                "question": r["question"],
+                "evidence": r["evidence"],
+                "SQL": r["SQL"],
                 "difficulty": diff,
                 "template": tname,
                 "split": "test" if rng.random() < test_fraction else "train",
+                **extra,
             }
         )
     for c in conns.values():
@@ -529,6 +692,36 @@ SUITE_MARKER = ".agentic-sql-synthetic"
 """File that marks a folder as a synthetic suite written by agentic-sql (safe to rewrite)."""
 
 
+def check_marked_output_dir(
+    out_dir: str | os.PathLike, *, marker: str, what: str, not_ours: str
+) -> Path:
+    """Refuse an output folder that holds anything but files agentic-sql wrote there; return it.
+
+    Allowed: a folder that does not exist yet, an empty folder, or a folder holding the ``marker``
+    file. ``what`` names the output ("the synthetic suite"), ``not_ours`` completes "the folder is
+    not empty and ..." in the error message.
+
+    Raises:
+        UnsafeOutputDirError: ``out_dir`` is a file, or a non-empty folder without ``marker``.
+    """
+    from agentic_sql.errors import UnsafeOutputDirError
+
+    out = Path(out_dir)
+    if not out.exists():
+        return out
+    if not out.is_dir():
+        raise UnsafeOutputDirError(
+            f"cannot write {what} to {str(out)!r}: it is a file, expected a new or empty folder"
+        )
+    if (out / marker).is_file() or not any(out.iterdir()):
+        return out
+    shown = sorted(p.name for p in out.iterdir())[:5]
+    raise UnsafeOutputDirError(
+        f"refusing to write {what} into {str(out)!r}: the folder is not empty (holds {shown}) and "
+        f"{not_ours} (no {marker} file); nothing was written. Choose a new or empty folder."
+    )
+
+
 def check_suite_output_dir(out_dir: str | os.PathLike) -> Path:
     """Refuse a folder that holds anything but a synthetic suite; return it as a ``Path``.
 
@@ -539,23 +732,11 @@ def check_suite_output_dir(out_dir: str | os.PathLike) -> Path:
         UnsafeOutputDirError: ``out_dir`` is a file, or a non-empty folder without the marker (a
             user's BIRD folder, say: its ``dev.json`` / ``train.json`` would be replaced).
     """
-    from agentic_sql.errors import UnsafeOutputDirError
-
-    out = Path(out_dir)
-    if not out.exists():
-        return out
-    if not out.is_dir():
-        raise UnsafeOutputDirError(
-            f"cannot write the synthetic suite to {str(out)!r}: it is a file, expected a new or "
-            f"empty folder"
-        )
-    if (out / SUITE_MARKER).is_file() or not any(out.iterdir()):
-        return out
-    shown = sorted(p.name for p in out.iterdir())[:5]
-    raise UnsafeOutputDirError(
-        f"refusing to write the synthetic suite into {str(out)!r}: the folder is not empty "
-        f"(holds {shown}) and is not a synthetic suite written by agentic-sql (no {SUITE_MARKER} "
-        f"file); nothing was written. Choose a new or empty folder."
+    return check_marked_output_dir(
+        out_dir,
+        marker=SUITE_MARKER,
+        what="the synthetic suite",
+        not_ours="is not a synthetic suite written by agentic-sql",
     )
 
 

@@ -12,7 +12,16 @@ Two protocols, same environment and rewards:
   weight 0.
 * ``protocol: text`` — ``rollout_func`` with ``<sql>``/``<solution>`` tags, for any tokenizer.
 
-Multi-GPU: ``accelerate launch --num_processes 8 -m agentic_sql.cli train --config cfg.yaml``;
+Model loading: given a model id or path (the normal case), the *trainer* loads the model, on
+each rank, with ``grpo.model_init_kwargs`` (``dtype``, ``attn_implementation``, ``device_map``,
+``revision``, ...; ``model_dtype`` is a shorthand for ``model_init_kwargs.dtype``); nothing is
+materialised before ``GRPOTrainer`` exists. Under a multi-process launch ``device_map`` defaults to
+``None`` (each rank's copy is placed by accelerate / DeepSpeed / FSDP, never all on ``cuda:0``).
+
+Multi-GPU: ``accelerate launch --config_file zero3.yaml -m agentic_sql.cli train --config cfg.yaml``
+(tools protocol: DDP, DeepSpeed ZeRO-1/2/3, FSDP, vLLM server or colocate; text protocol: DDP,
+ZeRO-1/2, ZeRO-3 with ``ds3_gather_for_generation: true`` (the default), vLLM colocate with
+``vllm_tensor_parallel_size: 1`` — FSDP and ZeRO-3 without gathering are refused at construction).
 GPU sampling: ``grpo: {use_vllm: true, vllm_mode: colocate}``.
 """
 
@@ -31,12 +40,15 @@ from agentic_sql.rewards import REWARD_KINDS, make_reward_funcs
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "TextProtocolRollout",
     "TrainConfig",
     "TrajectorySFTTask",
     "build_trainer",
+    "check_text_protocol_setup",
     "check_dataset_columns",
     "latest_checkpoint",
     "load_train_config",
+    "model_init_kwargs",
     "train",
     "trajectory_sft_pairs",
     "warm_start_sft",
@@ -71,7 +83,14 @@ class TrainConfig:
         atr: :class:`~agentic_sql.atr.ATRConfig` fields.
         csmr_mode, cap_partial: CSMR settings.
         max_new_tokens_per_turn: text protocol only.
-        grpo: any ``trl.GRPOConfig`` field (num_generations, learning_rate, max_steps, beta, use_vllm, ...).
+        on_gold_failure: a gold query that fails or times out when pre-run at trainer construction:
+            ``"drop"`` its rows (counted and logged; the default), ``"raise"``, or ``"flag"`` (keep the
+            rows; their reward is ``None``).
+        hf_generation_batch_size: text protocol with transformers generation (no vLLM): prompts
+            per ``generate`` call in a rollout turn (lower it when generation runs out of memory).
+        grpo: any ``trl.GRPOConfig`` field (num_generations, learning_rate, max_steps, beta, use_vllm,
+            ``model_init_kwargs`` such as ``{dtype: bfloat16, attn_implementation: flash_attention_2}``,
+            ...), plus ``model_dtype`` (shorthand for ``model_init_kwargs.dtype``).
         peft: LoRA settings (``peft.LoraConfig`` fields) or ``None``.
         resume: ``True`` = resume from the latest checkpoint in ``output_dir`` when there is one;
             a path = that checkpoint; ``False`` = start fresh.
@@ -91,6 +110,8 @@ class TrainConfig:
     csmr_mode: str = "exact"
     cap_partial: float = 0.9
     max_new_tokens_per_turn: int = 512
+    hf_generation_batch_size: int = 64
+    on_gold_failure: str = "drop"
     grpo: dict[str, Any] = field(default_factory=dict)
     peft: dict[str, Any] | None = None
     resume: bool | str = True
@@ -113,6 +134,20 @@ class TrainConfig:
             )
         if not isinstance(self.grpo, dict):
             raise ValueError(f"grpo must be a mapping of GRPOConfig fields, got {self.grpo!r}")
+        if self.on_gold_failure not in ("raise", "drop", "flag"):
+            raise ValueError(
+                f"on_gold_failure must be 'raise', 'drop' or 'flag', got {self.on_gold_failure!r}"
+            )
+        if int(self.hf_generation_batch_size) < 1:
+            raise ValueError(
+                f"hf_generation_batch_size must be >= 1, got {self.hf_generation_batch_size}"
+            )
+        mik = self.grpo.get("model_init_kwargs")
+        if mik is not None and not isinstance(mik, dict):
+            raise ValueError(
+                f"grpo.model_init_kwargs must be a mapping of from_pretrained arguments "
+                f"(e.g. {{dtype: bfloat16, attn_implementation: sdpa}}), got {mik!r}"
+            )
         self.atr_config()  # validate early (raises on beta <= alpha etc.)
 
     def atr_config(self) -> ATRConfig:
@@ -317,7 +352,6 @@ def build_trainer(
     from trl import GRPOConfig, GRPOTrainer
 
     from agentic_sql.env import make_environment_factory
-    from agentic_sql.rollout import make_sql_rollout_func
 
     check_grpo_keys(cfg.grpo)
     if model is None or isinstance(model, (str, os.PathLike)):
@@ -329,12 +363,23 @@ def build_trainer(
     check_dataset_columns(train_dataset)
     if executor is None and db_root is not None:
         check_db_ids(train_dataset, db_root)
+    grpo = {k: v for k, v in cfg.grpo.items() if k != "model_dtype"}
     if model is None or isinstance(model, (str, os.PathLike)):
-        from papercore.models import load_model, load_tokenizer
+        from papercore.models import load_tokenizer
 
-        name = str(model or cfg.model)
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(name)
-        model = load_model(name, dtype=cfg.grpo.get("model_dtype", "auto"))
+        # The trainer loads the model from its id on every rank (GRPOConfig.model_init_kwargs):
+        # nothing is materialised here, so no rank puts a copy on cuda:0 before the trainer exists.
+        model = str(model or cfg.model)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
+        grpo["model_init_kwargs"] = model_init_kwargs(cfg)
+    elif cfg.grpo.get("model_init_kwargs") or "model_dtype" in cfg.grpo:
+        from agentic_sql.errors import DistributedSetupError
+
+        raise DistributedSetupError(
+            "grpo.model_init_kwargs / model_dtype only apply when the model is given by id or path "
+            f"(the trainer loads it); got an already loaded {type(model).__name__}: pass its path "
+            "instead, or drop model_init_kwargs"
+        )
     if tokenizer is None:
         raise ValueError("build_trainer needs the tokenizer when a model object is passed")
     if tokenizer.pad_token is None:
@@ -353,13 +398,18 @@ def build_trainer(
         reward_kind=cfg.reward,
         csmr_mode=cfg.csmr_mode,
         cap_partial=cfg.cap_partial,
+        dataset=train_dataset,  # every distinct gold runs once now, in parallel
+        on_gold_failure=cfg.on_gold_failure,
         **({"env_cls": env_cls} if env_cls is not None else {}),
     )
-    grpo = {k: v for k, v in cfg.grpo.items() if k != "model_dtype"}
+    train_dataset = env_factory.dataset  # without the failing-gold rows under "drop"
+    gold = env_factory.gold_cache
     grpo.setdefault("output_dir", cfg.output_dir)
     grpo.setdefault("seed", cfg.seed)
     grpo.setdefault("report_to", "none")
-    logged = make_reward_funcs("binary", env_factory.executor, atr)  # EX, logged with weight 0
+    logged = make_reward_funcs(  # EX, logged with weight 0
+        "binary", env_factory.executor, atr, gold_cache=gold
+    )
     if cfg.protocol == "tools":
         grpo.setdefault("max_tool_calling_iterations", cfg.max_turns)
         grpo["reward_weights"] = [0.0]  # TRL appends SQLEnvironment.get_reward with weight 1
@@ -371,13 +421,15 @@ def build_trainer(
             atr,
             csmr_mode=cfg.csmr_mode,
             cap_partial=cfg.cap_partial,
+            gold_cache=gold,
         )
         reward_funcs = train_funcs + (logged if cfg.reward != "binary" else [])
         grpo["reward_weights"] = [1.0] + [0.0] * (len(reward_funcs) - 1)
-        rollout = make_sql_rollout_func(
+        rollout = TextProtocolRollout(
             env_factory,
             max_turns=cfg.max_turns,
             max_new_tokens_per_turn=cfg.max_new_tokens_per_turn,
+            hf_generation_batch_size=cfg.hf_generation_batch_size,
         )
         extra = {"rollout_func": rollout}
     if extra_reward_funcs:
@@ -399,7 +451,160 @@ def build_trainer(
         **extra,
     )
     trainer._agentic_sql_env_factory = env_factory
+    if cfg.protocol == "text":
+        try:
+            check_text_protocol_setup(trainer)
+        except Exception:
+            env_factory.close()
+            raise
     return trainer
+
+
+_DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}
+
+
+def model_init_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    """The ``from_pretrained`` arguments the trainer loads the policy with (``GRPOConfig.model_init_kwargs``).
+
+    ``grpo.model_init_kwargs`` as given, with ``grpo.model_dtype`` as ``dtype`` (giving both raises).
+    Without a ``dtype`` TRL loads in float32 (its default, for fp32 master weights). Under a
+    multi-process launch ``device_map`` defaults to ``None``: each rank's copy is then placed by the
+    trainer (DDP: this rank's GPU; DeepSpeed ZeRO-3 shards it at load time; FSDP shards it at
+    ``prepare``), instead of ``device_map="auto"`` spreading every rank's copy over all GPUs.
+    """
+    from accelerate import PartialState
+
+    from agentic_sql.errors import DistributedSetupError
+
+    out = dict(cfg.grpo.get("model_init_kwargs") or {})
+    if "model_dtype" in cfg.grpo:
+        if "dtype" in out and out["dtype"] != cfg.grpo["model_dtype"]:
+            raise DistributedSetupError(
+                f"grpo.model_dtype ({cfg.grpo['model_dtype']!r}) and grpo.model_init_kwargs.dtype "
+                f"({out['dtype']!r}) disagree; set only one"
+            )
+        out["dtype"] = cfg.grpo["model_dtype"]
+    if isinstance(out.get("dtype"), str):  # TRL accepts the torch names and "auto" only
+        out["dtype"] = _DTYPE_ALIASES.get(out["dtype"].lower(), out["dtype"])
+    if PartialState().num_processes > 1:
+        out.setdefault("device_map", None)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Text protocol under accelerate / DeepSpeed: gather parameters for generation, keep ranks in step
+# ----------------------------------------------------------------------------------------------
+
+
+class _CurrentBackend:
+    """A papercore generation backend that forwards to the one set for the current rollout call."""
+
+    def __init__(self) -> None:
+        self.current: Any = None
+
+    def generate(self, prompts: Any, cfg: Any) -> Any:
+        if self.current is None:  # pragma: no cover - only reachable through misuse
+            raise RuntimeError("no generation backend is set outside a rollout call")
+        return self.current.generate(prompts, cfg)
+
+
+class TextProtocolRollout:
+    """The text-protocol ``rollout_func`` with generation done the way TRL does its own.
+
+    Each call (one per rank per generation step, so every rank enters it in step) generates inside
+    TRL's :func:`trl.models.unwrap_model_for_generation` (DeepSpeed ZeRO-3: the parameters are
+    gathered once for the whole multi-turn rollout, so ranks with different turn counts never wait
+    on each other's forward passes) with a papercore transformers backend of
+    ``hf_generation_batch_size`` prompts per ``generate`` call. With ``use_vllm`` (colocate) the
+    trainer's vLLM engine generates instead.
+    """
+
+    def __init__(
+        self,
+        env_factory: Any,
+        *,
+        max_turns: int = 5,
+        max_new_tokens_per_turn: int = 512,
+        hf_generation_batch_size: int = 64,
+    ) -> None:
+        from agentic_sql.rollout import make_sql_rollout_func
+
+        if int(hf_generation_batch_size) < 1:
+            raise ValueError(
+                f"hf_generation_batch_size must be >= 1, got {hf_generation_batch_size}"
+            )
+        self.hf_generation_batch_size = int(hf_generation_batch_size)
+        self._backend = _CurrentBackend()
+        common = {"max_turns": max_turns, "max_new_tokens_per_turn": max_new_tokens_per_turn}
+        self._hf = make_sql_rollout_func(env_factory, generator=self._backend, **common)
+        self._vllm = make_sql_rollout_func(env_factory, backend="vllm", **common)
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, list[Any]]:
+        if getattr(trainer, "use_vllm", False):
+            return self._vllm(prompts, trainer)
+        from trl.models import unwrap_model_for_generation
+
+        from papercore.generation import make_backend
+
+        tok = trainer.processing_class
+        tok = getattr(tok, "tokenizer", tok)
+        with unwrap_model_for_generation(
+            trainer.model_wrapped,
+            trainer.accelerator,
+            gather_deepspeed3_params=trainer.args.ds3_gather_for_generation,
+        ) as unwrapped:
+            self._backend.current = make_backend(
+                "transformers",
+                model=unwrapped,
+                tokenizer=tok,
+                batch_size=self.hf_generation_batch_size,
+            )
+            try:
+                return self._hf(prompts, trainer)
+            finally:
+                self._backend.current = None
+
+
+def check_text_protocol_setup(trainer: Any) -> None:
+    """Refuse the distributed setups where text-protocol rollouts would hang or be wrong.
+
+    A multi-turn rollout runs a different number of forward passes on each rank. That is safe when
+    each rank holds the whole model while generating (DDP, ZeRO-1/2, ZeRO-3 with parameters
+    gathered by ``ds3_gather_for_generation=True``) or generates through vLLM colocate with
+    tensor parallel size 1. It hangs when every forward pass is a collective (FSDP, ZeRO-3 without
+    gathering), and vLLM colocate with TP > 1 needs the same prompts on every rank of a TP group.
+
+    Raises:
+        DistributedSetupError: naming the setting and what to use instead (``protocol: tools``).
+    """
+    from agentic_sql.errors import DistributedSetupError
+
+    args = trainer.args
+    hint = "use protocol: tools (TRL's own multi-turn loop), or DDP / DeepSpeed ZeRO-1/2/3"
+    if getattr(trainer, "is_fsdp_enabled", False):
+        raise DistributedSetupError(
+            f"protocol: text cannot run under FSDP (each forward pass is a collective and ranks "
+            f"play different numbers of turns); {hint}"
+        )
+    dist = getattr(trainer, "_dist", None)
+    if getattr(dist, "is_zero3", False) and not args.ds3_gather_for_generation:
+        raise DistributedSetupError(
+            "protocol: text under DeepSpeed ZeRO-3 needs grpo.ds3_gather_for_generation: true (got "
+            "false): without gathering, each forward pass is a collective and ranks that play "
+            f"different numbers of turns hang; {hint}"
+        )
+    if getattr(trainer, "use_vllm", False):
+        if args.vllm_mode != "colocate":
+            raise DistributedSetupError(
+                f"protocol: text drives vLLM in colocate mode only (got vllm_mode={args.vllm_mode!r}); "
+                f"use vllm_mode: colocate, or protocol: tools for a vLLM server"
+            )
+        tp = int(getattr(args, "vllm_tensor_parallel_size", 1) or 1)
+        if tp != 1:
+            raise DistributedSetupError(
+                f"protocol: text supports vLLM colocate with vllm_tensor_parallel_size: 1 only (got "
+                f"{tp}): each rank plays its own episodes; use protocol: tools for tensor parallelism"
+            )
 
 
 def _check_tool_support(tokenizer: Any) -> None:
@@ -542,12 +747,15 @@ def warm_start_sft(
     arch: str = "qwen2",
     model_kwargs: dict[str, Any] | None = None,
     tokenizer_kwargs: dict[str, Any] | None = None,
+    tokenizer: Any = None,
 ) -> Path:
     """Train (or load from ``cache_dir``) a tiny causal LM on ``pairs``; returns its directory.
 
     Uses :func:`papercore.testing.train_tiny_lm` (loss on the target tokens + EOS only; cached
     under a hash of the pairs and settings). ``tokenizer_kwargs`` go to
-    :func:`papercore.testing.build_causal_tokenizer` (e.g. a chat template, extra corpus texts).
+    :func:`papercore.testing.build_causal_tokenizer` (e.g. a chat template, extra corpus texts);
+    ``tokenizer`` is a ready one instead (e.g. papercore's word-level tokenizer, with which tiny
+    models learn to copy values much faster than with BPE).
     """
     from papercore.testing.training import TrainSettings, train_tiny_lm
 
@@ -560,4 +768,5 @@ def warm_start_sft(
         arch=arch,
         model_kwargs=model_kwargs,
         tokenizer_kwargs=tokenizer_kwargs,
+        tokenizer=tokenizer,
     )
