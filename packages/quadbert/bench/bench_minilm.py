@@ -19,6 +19,16 @@ sentence-transformers' ``InformationRetrievalEvaluator``.
     uv run --locked python packages/quadbert/bench/bench_minilm.py --quick    # 1 seed, 3 methods
 
 Results are appended run by run to ``results/minilm.json`` (an interrupted bench resumes).
+
+Seeds are paired (seed s of every method shares the quadruplets, the split and the initial model),
+so comparisons are read from per-seed differences: the script prints, for μ = 1 vs μ = 0 first,
+then QuadrupletLoss vs TripletLoss and MNRL vs QuadrupletLoss, the per-seed deltas, the win count
+and paired tests (``papercore.retrieval.paired_compare``: a t-test over seeds and, where per-query
+values were stored, paired t / Wilcoxon / sign tests over all (seed, query) pairs).
+
+    uv run --locked python packages/quadbert/bench/bench_minilm.py --table     # tables from the JSON
+    uv run --locked python packages/quadbert/bench/bench_minilm.py --only QuadrupletLoss "Quad μ=0" \
+        --ablation-seeds 0 1 2 --per-query     # (re)train the μ pair, storing per-query values
 """
 
 from __future__ import annotations
@@ -45,6 +55,13 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "Quad m1=1.0": ("quad", {"margin": 1.0}),
 }
 MAIN = ("TripletLoss", "QuadrupletLoss", "MNRL+hard")
+# (A, B, title): B − A over paired seeds; the μ ablation leads (the paper's claim is the quad term)
+PAIRS = (
+    ("Quad μ=0", "QuadrupletLoss", "μ = 1 vs μ = 0 (the quadruplet term)"),
+    ("TripletLoss", "QuadrupletLoss", "QuadrupletLoss vs TripletLoss"),
+    ("QuadrupletLoss", "MNRL+hard", "MNRL+hard vs QuadrupletLoss"),
+)
+PAIRED_METRICS = ("MRR@10", "nDCG@10")
 # rows of the ablation / sweep tables that are the main QuadrupletLoss run (μ = 1, m1 = 0.5)
 ALIASES = {"Quad μ=1": "QuadrupletLoss", "Quad m1=0.5": "QuadrupletLoss"}
 
@@ -69,7 +86,19 @@ def main() -> None:
     )
     ap.add_argument("--quick", action="store_true", help="1 seed, main methods only")
     ap.add_argument("--out", type=Path, default=RESULTS / "minilm.json")
+    ap.add_argument("--only", nargs="+", default=None, help="train only these methods")
+    ap.add_argument(
+        "--per-query",
+        action="store_true",
+        help="retrain runs of the selected methods that lack per-query values (paired tests)",
+    )
+    ap.add_argument("--table", action="store_true", help="print the tables from --out and exit")
     args = ap.parse_args()
+    if args.table:
+        state = json.loads(args.out.read_text())
+        _print_summary(state["summary"])
+        _print_paired(_paired(state["runs"]))
+        return
 
     import torch
 
@@ -85,6 +114,11 @@ def main() -> None:
         )
     seeds = args.seeds[:1] if args.quick else args.seeds
     configs = {k: v for k, v in CONFIGS.items() if not args.quick or k in MAIN}
+    if args.only:
+        unknown = [k for k in args.only if k not in CONFIGS]
+        if unknown:
+            raise SystemExit(f"--only: unknown method(s) {unknown}; choose from {list(CONFIGS)}")
+        configs = {k: v for k, v in configs.items() if k in args.only}
 
     t_start = time.perf_counter()
     data = make_synthetic_retrieval(seed=0)
@@ -127,7 +161,8 @@ def main() -> None:
 
     for name, (kind, kwargs) in configs.items():
         for seed in seeds if name in MAIN else args.ablation_seeds:
-            if str(seed) in state["runs"].get(name, {}):
+            done = state["runs"].get(name, {}).get(str(seed))
+            if done is not None and not (args.per_query and "per_query" not in done):
                 continue
             t = time.perf_counter()
             model = _train(path, quads, kind, kwargs, seed, args)
@@ -140,9 +175,11 @@ def main() -> None:
             print(f"{name:15s} seed {seed}  {_fmt(scores)}  (train {train_s:.0f} s)", flush=True)
 
     state["summary"] = _summary(state["runs"], [str(s) for s in args.ablation_seeds])
+    state["paired"] = _paired(state["runs"])
     state["total_s"] = state.get("total_s", 0.0) + time.perf_counter() - t_start
     _save(args.out, state)
     _print_summary(state["summary"])
+    _print_paired(state["paired"])
     _plot(state["summary"], args.out.with_suffix(".png"))
 
 
@@ -194,11 +231,15 @@ def _train(path, quads, kind, kwargs, seed, args):
 
 
 def _evaluate(model, data) -> dict[str, float]:
+    from papercore.retrieval import per_query
     from quadbert.index import FaissRetriever, evaluate_run
 
     retriever = FaissRetriever(model, "flat", batch_size=64)
     retriever.index(data.corpus)
-    return evaluate_run(retriever.search(data.test.queries, k=100), data.test.qrels, METRICS)
+    run = retriever.search(data.test.queries, k=100)
+    scores: dict = evaluate_run(run, data.test.qrels, METRICS)
+    scores["per_query"] = {m: per_query(run, data.test.qrels, m) for m in PAIRED_METRICS}
+    return scores
 
 
 def _cross_check(model, data, ours: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -259,6 +300,60 @@ def _summary(runs: dict, ablation_seeds: list[str]) -> dict:
                 entry["train_s"] = statistics.fmean(r["train_s"] for r in rows)
                 out[alias] = entry
     return out
+
+
+def _paired(runs: dict) -> list[dict]:
+    """B − A over the seeds both methods ran (per-query tests where both stored per-query values)."""
+    from papercore.retrieval import paired_compare
+
+    out = []
+    for a, b, title in PAIRS:
+        if a not in runs or b not in runs:
+            continue
+        for m in PAIRED_METRICS:
+
+            def values(name: str, metric: str = m) -> dict:
+                return {
+                    s: r["per_query"][metric] if "per_query" in r else r[metric]
+                    for s, r in runs[name].items()
+                }
+
+            va, vb = values(a), values(b)
+            common = [s for s in va if s in vb]
+            if not all(isinstance(va[s], dict) and isinstance(vb[s], dict) for s in common):
+                va = {s: runs[a][s][m] for s in common}  # seed means only
+                vb = {s: runs[b][s][m] for s in common}
+            c = paired_compare(va, vb, m)
+            out.append({"a": a, "b": b, "title": title, **c.to_dict()})
+    return out
+
+
+def _print_paired(paired: list[dict]) -> None:
+    print("\npaired seeds: B − A per seed, wins = seeds where B > A; p: two-sided")
+    print(
+        "| comparison | metric | A | B | Δ per seed | wins | p (t, seeds) "
+        "| query pairs: B better / worse | p (t / Wilcoxon / sign, query pairs) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for c in paired:
+        deltas = ", ".join(f"{d:+.3f}" for d in c["deltas"].values())
+        n = len(c["seeds"])
+
+        def fmt(p):
+            return "–" if p is None else f"{p:.2f}"
+
+        if c["n_pairs"]:
+            counts = f"{c['query_wins']} / {c['query_losses']} of {c['n_pairs']}"
+            tests = " / ".join(
+                fmt(c[k]) for k in ("p_query_ttest", "p_query_wilcoxon", "p_query_sign")
+            )
+        else:
+            counts = tests = "–"
+        print(
+            f"| {c['title']} | {c['metric']} | {c['mean_a']:.3f} | {c['mean_b']:.3f} | {deltas} "
+            f"| {c['wins']}/{n} | {fmt(c['p_seed_ttest'])} | {counts} | {tests} |",
+            flush=True,
+        )
 
 
 def _print_summary(summary: dict) -> None:

@@ -21,9 +21,8 @@ def beir_dir(synthetic, tmp_path_factory):
     from papercore.retrieval import RetrievalData, save_beir
 
     folder = tmp_path_factory.mktemp("beir")
-    queries = {**synthetic.train.queries, **synthetic.test.queries}
     for split, part in (("train", synthetic.train), ("test", synthetic.test)):
-        save_beir(RetrievalData(synthetic.corpus, queries, part.qrels), folder, split)
+        save_beir(RetrievalData(synthetic.corpus, part.queries, part.qrels), folder, split)
     return folder
 
 
@@ -175,3 +174,94 @@ def test_eval_errors(tmp_path, beir_dir):
     )
     run.write_text("q00100 Q0 d00001 1\n")
     assert "expected 6 fields" in error_line(invoke("eval", run, "--qrels", beir_dir))
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, beir_dir, st_model_dir, monkeypatch):
+    import quadbert.cli as cli
+
+    def no_model(*a, **k):  # the check must come before loading (or encoding) anything
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(cli, "_encoder", no_model)
+    a_dir = tmp_path / "a-dir"
+    a_dir.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert "is a directory; expected a file path" in error_line(
+        invoke("mine", beir_dir, "-o", a_dir)
+    )
+    assert "is a file; expected a directory" in error_line(
+        invoke("index", "-m", st_model_dir, "--corpus", beir_dir, "-o", a_file)
+    )
+    assert "a-file is a file, not a directory" in error_line(
+        invoke("index", "-m", st_model_dir, "--corpus", beir_dir, "-o", a_file / "sub")
+    )
+    assert "is a directory; expected a file path" in error_line(
+        invoke("search", tmp_path, "--queries", beir_dir, "-o", a_dir)
+    )
+    assert "is a directory; expected a file path" in error_line(
+        invoke("eval", a_file, "--qrels", beir_dir, "-o", a_dir)
+    )
+
+
+def test_os_errors_become_one_line(tmp_path, beir_dir, monkeypatch):
+    import papercore.io
+
+    def disk_full(*a, **k):
+        raise OSError(28, "No space left on device", str(tmp_path / "q.jsonl"))
+
+    monkeypatch.setattr(papercore.io, "write_jsonl", disk_full)
+    line = error_line(invoke("mine", beir_dir, "-o", tmp_path / "q.jsonl", "--hard-k", 20))
+    assert "OutputPathError: No space left on device" in line and "q.jsonl" in line
+
+
+def test_empty_query_sets_and_mismatched_runs_fail(tmp_path, beir_dir, st_model_dir):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(beir_dir, bad)
+    (bad / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nnope\td00001\t1\n")
+    assert "split 'dev' keeps no query" in error_line(
+        invoke("search", tmp_path, "--queries", bad, "--split", "dev", "-o", tmp_path / "r")
+    )
+    empty = tmp_path / "queries.jsonl"
+    empty.write_text("")
+    assert "no query to search" in error_line(
+        invoke("search", tmp_path, "--queries", empty, "-o", tmp_path / "r")
+    )
+    run = tmp_path / "run.trec"
+    run.write_text("x1 Q0 d00001 1 0.5 tag\n")
+    assert "run and qrels share no query id" in error_line(invoke("eval", run, "--qrels", beir_dir))
+
+
+def test_beir_fixture_keeps_both_splits_queries(beir_dir):
+    """save_beir merges queries.jsonl: train and test saved into one folder both load."""
+    from papercore.retrieval import load_beir
+
+    assert len(load_beir(beir_dir, "train").queries) == 100
+    assert len(load_beir(beir_dir, "test").queries) == 44
+
+
+def test_index_and_search_take_prompts_lengths_and_factory_strings(
+    tmp_path, beir_dir, st_model_dir, one_torch_thread
+):
+    index_dir = tmp_path / "idx"
+    res = invoke(
+        "index", "-m", st_model_dir, "--corpus", beir_dir, "-o", index_dir,
+        "--index", "IVF4,Flat", "--nprobe", 4, "--query-prompt", "query: ",
+        "--document-prompt", "passage: ", "--query-max-length", 16, "--chunk-size", 100,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((index_dir / "config.json").read_text())
+    assert (cfg["index"], cfg["query_prompt"], cfg["document_prompt"]) == (
+        "IVF4,Flat", "query: ", "passage: ",
+    )  # fmt: skip
+    assert (cfg["query_max_length"], cfg["chunk_size"], cfg["nlist"]) == (16, 100, 4)
+    run = tmp_path / "run.trec"
+    res = invoke("search", index_dir, "--queries", beir_dir, "-o", run, "-k", 10, "--mmap")
+    assert res.exit_code == 0, res.output
+    assert len(run.read_text().splitlines()) == 44 * 10
+    assert "is not 'flat', 'ivf' or 'hnsw'" in error_line(
+        invoke("index", "-m", st_model_dir, "--corpus", beir_dir, "-o", tmp_path / "x",
+               "--index", "IVF4,Bogus")
+    )  # fmt: skip

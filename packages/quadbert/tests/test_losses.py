@@ -155,7 +155,53 @@ def test_in_batch_term_is_cross_entropy_over_batch_documents():
     torch.testing.assert_close(mixed, base + 0.5 * ce, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("n", [2, 3, 5])
+def test_several_hard_negatives_average_the_terms():
+    """3 + N columns: each term is the mean over h_1 … h_N (N = 1 is the four-column loss)."""
+    h2 = torch.tensor([[0.8, 0.6]])  # a harder negative: closer to q than H
+    kw = dict(margin=1.0, quad_margin=0.6)
+    for variant in ("hard_simple", "ordered"):
+        one = loss_of((Q, P, H, S), variant=variant, **kw)
+        other = loss_of((Q, P, h2, S), variant=variant, **kw)
+        both = loss_of((Q, P, H, h2, S), variant=variant, **kw)
+        if variant == "hard_simple":
+            assert both == pytest.approx((one + other) / 2, abs=1e-6)
+        else:  # the [m2 + d(q,p) − d(q,s)]_+ part does not depend on h: counted once
+            shared = max(0.0, 0.6 + D_QP - D_QS)
+            assert both == pytest.approx((one + other) / 2, abs=1e-6)
+            assert shared == 0.0
+    assert both != pytest.approx(one)
+
+
+def test_several_hard_negative_columns_through_the_model_and_the_trainer(tiny_st, tmp_path):
+    """A dataset with hard_negative_1..3 trains through SentenceTransformerTrainer unchanged."""
+    from quadbert.train import as_quadruplet_dataset, default_training_args, train_with_loss
+
+    rows = {
+        "anchor": TEXTS[0] * 4,
+        "positive": TEXTS[1] * 4,
+        "hard_negative_1": TEXTS[2] * 4,
+        "hard_negative_2": TEXTS[3] * 4,
+        "hard_negative_3": TEXTS[2][::-1] * 4,
+        "simple_negative": TEXTS[3][::-1] * 4,
+        "query_id": [str(i) for i in range(8)],
+    }
+    ds = as_quadruplet_dataset(rows)
+    assert ds.column_names == [
+        "anchor", "positive", "hard_negative_1", "hard_negative_2", "hard_negative_3",
+        "simple_negative",
+    ]  # fmt: skip
+    loss = QuadrupletLoss(tiny_st)
+    feats = [tiny_st.preprocess(ds[c][:2]) for c in ds.column_names]
+    value = loss(feats, None)
+    assert value.ndim == 0 and value.item() > 0
+    args = default_training_args(
+        tmp_path, max_steps=2, per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True
+    )
+    trainer = train_with_loss(tiny_st, ds, loss, args)
+    assert trainer.state.global_step == 2
+
+
+@pytest.mark.parametrize("n", [2, 3])
 def test_wrong_column_count_raises(tiny_st, n):
     feats = [tiny_st.preprocess(["a comet", "a river"]) for _ in range(n)]
     msg = r"QuadrupletLoss expects \(anchor, positive, hard_negative, simple_negative\)"

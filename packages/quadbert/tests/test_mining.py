@@ -175,6 +175,66 @@ def test_empty_texts_raise_listing_ids(synthetic):
         build_quadruplets(synthetic.train.queries, {}, synthetic.train.qrels)
 
 
+def test_n_hard_gives_numbered_hard_negative_columns(synthetic):
+    from quadbert.mining import id_columns, text_columns
+
+    ds = mine(synthetic, n_hard=3, n_per_query=2)
+    assert ds.column_names == list(text_columns(3) + id_columns(3))
+    assert text_columns(3)[2:5] == ("hard_negative_1", "hard_negative_2", "hard_negative_3")
+    bm25 = BM25Retriever()
+    bm25.index(synthetic.corpus)
+    top = bm25.search(synthetic.train.queries, k=20)
+    for r in ds:
+        hs = [r[f"hard_negative_{i}_id"] for i in (1, 2, 3)]
+        assert len(set(hs)) == 3  # drawn without replacement while the pool lasts
+        assert all(h in top[r["query_id"]] for h in hs)
+        assert not set(hs) & set(synthetic.train.qrels[r["query_id"]])
+
+
+def test_model_miner_is_sentence_transformers_mine_hard_negatives(synthetic, tiny_st, monkeypatch):
+    """The model path calls ST's miner with our range, margins, prompts and faiss flag."""
+    import sentence_transformers.util as st_util
+
+    seen = {}
+    real = st_util.mine_hard_negatives
+
+    def spy(dataset, model, **kw):
+        seen.update(kw)
+        return real(dataset, model, **kw)
+
+    monkeypatch.setattr(st_util, "mine_hard_negatives", spy)
+    queries = dict(list(synthetic.train.queries.items())[:8])
+    ds = build_quadruplets(
+        queries, synthetic.corpus, synthetic.train.qrels, hard_k=30, miner=tiny_st,
+        n_per_query=2, n_hard=2, skip_top=3, absolute_margin=None, relative_margin=None,
+        max_score=1.5, query_prompt="query: ", document_prompt="passage: ", return_ids=True,
+        sampling_strategy="top",
+    )  # fmt: skip
+    assert (seen["range_min"], seen["range_max"], seen["num_negatives"]) == (3, 30, 4)
+    assert (seen["absolute_margin"], seen["max_score"]) == (None, 1.5)
+    assert (seen["query_prompt"], seen["corpus_prompt"]) == ("query: ", "passage: ")
+    assert seen["output_format"] == "n-tuple" and seen["use_faiss"] is False
+    assert len(ds) == 16
+    for q in queries:
+        rows = [r for r in ds if r["query_id"] == q]
+        hs = [r[c] for r in rows for c in ("hard_negative_1_id", "hard_negative_2_id")]
+        assert len(set(hs)) == 4  # the query's 4 mined negatives, split over its 2 rows
+        pos = set(synthetic.train.qrels[q])
+        for r in rows:
+            assert r["simple_negative_id"] not in pos | set(hs)
+            assert not set(hs) & pos
+
+
+def test_absolute_margin_filters_false_negatives(synthetic, tiny_st, caplog):
+    queries = dict(list(synthetic.train.queries.items())[:6])
+    args = (queries, synthetic.corpus, synthetic.train.qrels)
+    with pytest.raises(MiningError, match="found 1 negatives for none of the 6 queries"):
+        # a margin of 2 on cosine scores rejects every candidate: nothing is left
+        build_quadruplets(*args, hard_k=20, miner=tiny_st, absolute_margin=2.0)
+    with pytest.raises(MiningError, match=r"apply to a model miner only"):
+        build_quadruplets(*args, hard_k=20, absolute_margin=0.1)
+
+
 def test_model_as_miner_takes_hard_negatives_from_its_top_k(synthetic, tiny_st):
     """With a model as miner the 10 best non-positives are skipped by default (spec: range_min=10)."""
     from quadbert import FaissRetriever
@@ -187,16 +247,17 @@ def test_model_as_miner_takes_hard_negatives_from_its_top_k(synthetic, tiny_st):
     ds = build_quadruplets(*args, **kw)
     retriever = FaissRetriever(tiny_st, "flat")
     retriever.index(synthetic.corpus)
-    top = retriever.search(queries, k=20)
+    top = retriever.search(queries, k=40)
     assert len(ds) == 20
-    skipped_by_default = {}
+    # ST's range counts non-positives: the pool is ranks 10..20 of the non-positive documents
+    skipped_by_default, pool = {}, {}
     for q, run in top.items():
         ranked = sorted(run, key=run.get, reverse=True)
-        skipped_by_default[q] = [d for d in ranked if d not in synthetic.train.qrels[q]][:10]
+        non_pos = [d for d in ranked if d not in synthetic.train.qrels[q]]
+        skipped_by_default[q], pool[q] = non_pos[:10], non_pos[10:20]
     for r in ds:
-        assert r["hard_negative_id"] in top[r["query_id"]]
-        assert r["hard_negative_id"] not in skipped_by_default[r["query_id"]]
-        assert r["simple_negative_id"] not in top[r["query_id"]]
+        assert r["hard_negative_id"] in pool[r["query_id"]]
+        assert r["simple_negative_id"] != r["hard_negative_id"]
         assert r["hard_negative_id"] not in synthetic.train.qrels[r["query_id"]]
     assert build_quadruplets(*args, skip_top=10, **kw).to_list() == ds.to_list()
     unskipped = build_quadruplets(*args, skip_top=0, **kw)

@@ -28,7 +28,13 @@ _EXPORTS = {
     "quadbert.train": ("train_quadbert", "default_training_args"),
     "quadbert.index": ("FaissRetriever", "evaluate_run", "read_trec_run", "write_trec_run"),
     "quadbert.data": ("RetrievalData", "load_beir", "make_synthetic_retrieval"),
-    "quadbert.errors": ("LossConfigError", "MiningError", "QuadbertError", "TrainDataError"),
+    "quadbert.errors": (
+        "LossConfigError",
+        "MiningError",
+        "OutputPathError",
+        "QuadbertError",
+        "TrainDataError",
+    ),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 
@@ -38,6 +44,7 @@ __all__ = [
     "FaissRetriever",
     "LossConfigError",
     "MiningError",
+    "OutputPathError",
     "QuadbertError",
     "QuadrupletLoss",
     "RetrievalData",
@@ -59,7 +66,13 @@ __getattr__ = lazy_getattr(__name__, _WHERE)
 if TYPE_CHECKING:  # pragma: no cover
     from quadbert.bm25 import BM25Retriever
     from quadbert.data import RetrievalData, load_beir, make_synthetic_retrieval
-    from quadbert.errors import LossConfigError, MiningError, QuadbertError, TrainDataError
+    from quadbert.errors import (
+        LossConfigError,
+        MiningError,
+        OutputPathError,
+        QuadbertError,
+        TrainDataError,
+    )
     from quadbert.index import FaissRetriever, evaluate_run, read_trec_run, write_trec_run
     from quadbert.losses import QuadrupletLoss
     from quadbert.mining import build_quadruplets

@@ -19,3 +19,8 @@ class MiningError(QuadbertError, MalformedInputError):
 
 class TrainDataError(QuadbertError, MalformedInputError):
     """A training set does not have the quadruplet columns the loss needs."""
+
+
+class OutputPathError(QuadbertError, ValueError):
+    """An output path cannot be written (a directory where a file is expected, or the reverse, or an
+    operating-system error while writing); raised before any expensive work where possible."""

@@ -15,6 +15,10 @@ after the quadruplet loss of Chen et al. (CVPR 2017) with the second negative sp
 p < h < s around the query::
 
     L_quad = [ m2 + d(q,h) − d(q,s) ]_+ + [ m2 + d(q,p) − d(q,s) ]_+
+
+Several hard negatives h_1 … h_N per row (columns anchor, positive, h_1 … h_N, simple_negative,
+e.g. from ``build_quadruplets(n_hard=N)``): both terms are averaged over j = 1 … N, so N = 1 is
+the loss above and every hard negative weighs the same whatever N.
 """
 
 from __future__ import annotations
@@ -35,7 +39,10 @@ Distance = Literal["euclidean", "cosine"]
 Variant = Literal["hard_simple", "ordered"]
 
 COLUMNS = ("anchor", "positive", "hard_negative", "simple_negative")
-_COLUMN_ERROR = "QuadrupletLoss expects (anchor, positive, hard_negative, simple_negative)"
+_COLUMN_ERROR = (
+    "QuadrupletLoss expects (anchor, positive, hard_negative, simple_negative), or with several "
+    "hard negatives (anchor, positive, hard_negative_1, ..., hard_negative_N, simple_negative)"
+)
 
 CITATION = """
 @inproceedings{liu-etal-2021-quadrupletbert,
@@ -74,7 +81,8 @@ class QuadrupletLoss(nn.Module):
             model's last module is. [inferred] With a model that already ends in ``Normalize``
             (e.g. all-MiniLM-L6-v2) this changes nothing.
 
-    Inputs: exactly four text columns in the order above; labels are ignored.
+    Inputs: four text columns in the order above, or 3 + N with N hard negatives between the
+    positive and the simple negative (the last column); labels are ignored.
     """
 
     def __init__(
@@ -132,34 +140,41 @@ class QuadrupletLoss(nn.Module):
     ) -> Tensor:
         """Embed the four columns with the shared encoder and return the scalar loss."""
         features = list(sentence_features)
-        if len(features) != 4:
+        if len(features) < 4:
             raise LossConfigError(f"{_COLUMN_ERROR}; got {len(features)} input column(s)")
         return self.compute_loss_from_embeddings(_embed(self.model, features))
 
     def compute_loss_from_embeddings(
         self, embeddings: list[Tensor], labels: Tensor | None = None
     ) -> Tensor:
-        """The loss from four ``[B, h]`` embedding tensors (anchor, positive, hard, simple)."""
-        if len(embeddings) != 4:
+        """The loss from ``3 + N`` ``[B, h]`` embedding tensors (anchor, positive, N hard, simple)."""
+        if len(embeddings) < 4:
             raise LossConfigError(f"{_COLUMN_ERROR}; got {len(embeddings)} embedding tensor(s)")
         if self.normalize:
             embeddings = [F.normalize(e, p=2, dim=-1) for e in embeddings]
-        q, p, h, s = embeddings
+        q, p, *hards, s = embeddings
         d_qp = pairwise_distance(q, p, self.distance)
-        d_qh = pairwise_distance(q, h, self.distance)
-        trip = F.relu(self.margin + d_qp - d_qh)  # [m1 + d(q,p) − d(q,h)]_+
-        if self.variant == "hard_simple":
-            d_hs = pairwise_distance(h, s, self.distance)
-            quad = F.relu(self.quad_margin + d_qp - d_hs)  # [m2 + d(q,p) − d(h,s)]_+
-        else:
-            d_qs = pairwise_distance(q, s, self.distance)
-            quad = F.relu(self.quad_margin + d_qh - d_qs) + F.relu(self.quad_margin + d_qp - d_qs)
+        d_qs = pairwise_distance(q, s, self.distance)
+        trip = q.new_zeros(q.shape[0])
+        quad = q.new_zeros(q.shape[0])
+        for h in hards:  # averaged over the N hard negatives
+            d_qh = pairwise_distance(q, h, self.distance)
+            trip = trip + F.relu(self.margin + d_qp - d_qh)  # [m1 + d(q,p) − d(q,h_j)]_+
+            if self.variant == "hard_simple":
+                d_hs = pairwise_distance(h, s, self.distance)
+                quad = quad + F.relu(self.quad_margin + d_qp - d_hs)  # [m2 + d(q,p) − d(h_j,s)]_+
+            else:
+                quad = quad + F.relu(self.quad_margin + d_qh - d_qs)
+        n = len(hards)
+        trip, quad = trip / n, quad / n
+        if self.variant == "ordered":
+            quad = quad + F.relu(self.quad_margin + d_qp - d_qs)
         loss = (trip + self.quad_weight * quad).mean()
         if self.in_batch_weight > 0:
-            loss = loss + self.in_batch_weight * self._in_batch_term(q, p, h, s)
+            loss = loss + self.in_batch_weight * self._in_batch_term(q, p, *hards, s)
         return loss
 
-    def _in_batch_term(self, q: Tensor, p: Tensor, h: Tensor, s: Tensor) -> Tensor:
+    def _in_batch_term(self, q: Tensor, p: Tensor, *negatives: Tensor) -> Tensor:
         """ω-term: sentence-transformers' MultipleNegativesRankingLoss over the batch's p/h/s documents."""
         if not hasattr(self, "_mnrl"):
             from sentence_transformers.sentence_transformer.losses import (
@@ -170,7 +185,7 @@ class QuadrupletLoss(nn.Module):
             object.__setattr__(
                 self, "_mnrl", MultipleNegativesRankingLoss(self.model, scale=self.scale)
             )
-        return self._mnrl.compute_loss_from_embeddings([q, p, h, s], None)
+        return self._mnrl.compute_loss_from_embeddings([q, p, *negatives], None)
 
     def get_config_dict(self) -> dict[str, Any]:
         return {

@@ -75,9 +75,11 @@ def ir_evaluator(eval_data: Any, name: str = "eval", batch_size: int = 64):
 
 
 def as_quadruplet_dataset(train: Any):
-    """The four quadruplet columns, in loss order, as a ``datasets.Dataset``.
+    """The quadruplet columns, in loss order, as a ``datasets.Dataset``.
 
     Accepts a ``Dataset``, a dict of columns or a list of records; extra columns (ids) are dropped.
+    With several hard negatives (``hard_negative_1 … _N``, from ``build_quadruplets(n_hard=N)``)
+    the columns are anchor, positive, hard_negative_1 … _N, simple_negative.
     """
     import datasets
 
@@ -90,15 +92,27 @@ def as_quadruplet_dataset(train: Any):
             f"train must be a datasets.Dataset, a dict of columns or a list of records, got "
             f"{type(train).__name__}"
         )
-    missing = [c for c in QUAD_COLUMNS if c not in train.column_names]
+    columns = quadruplet_columns(train.column_names)
+    missing = [c for c in columns if c not in train.column_names]
     if missing:
         raise TrainDataError(
-            f"training data lacks column(s) {missing}; expected {list(QUAD_COLUMNS)}, got "
+            f"training data lacks column(s) {missing}; expected {list(columns)}, got "
             f"{train.column_names}"
         )
     if len(train) == 0:
         raise TrainDataError("training data has no rows")
-    return train.select_columns(list(QUAD_COLUMNS))
+    return train.select_columns(list(columns))
+
+
+def quadruplet_columns(names: Any) -> tuple[str, ...]:
+    """The loss columns for a table with these column names: one ``hard_negative`` or ``N``
+    numbered ones (``hard_negative_1`` …, consecutive from 1)."""
+    from quadbert.mining import text_columns
+
+    n = 0
+    while f"hard_negative_{n + 1}" in names:
+        n += 1
+    return text_columns(n) if n > 1 else QUAD_COLUMNS
 
 
 def train_quadbert(

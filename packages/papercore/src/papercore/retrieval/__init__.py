@@ -9,7 +9,9 @@
 * :mod:`papercore.retrieval.metrics` — :func:`evaluate_run` / :func:`per_query` via ``ir_measures``,
   TREC run files;
 * :mod:`papercore.retrieval.synthetic` — :func:`make_synthetic_retrieval`, a deterministic English
-  collection with natural hard negatives.
+  collection with natural hard negatives;
+* :mod:`papercore.retrieval.compare` — :func:`paired_compare`: two systems over paired seeds
+  (per-seed deltas, win counts, paired t / Wilcoxon / sign tests).
 
 ``import papercore.retrieval`` imports neither torch nor faiss nor ir_measures nor bm25s; they are
 imported when first needed, and a missing one raises :class:`papercore.errors.BackendUnavailableError`
@@ -17,6 +19,7 @@ with the install command.
 """
 
 from papercore.retrieval.bm25 import BM25Index, stopword_list
+from papercore.retrieval.compare import PairedComparison, paired_compare
 from papercore.retrieval.data import (
     Qrels,
     RetrievalData,
@@ -42,6 +45,7 @@ __all__ = [
     "BM25Index",
     "DEFAULT_METRICS",
     "FaissRetriever",
+    "PairedComparison",
     "Qrels",
     "RetrievalData",
     "Run",
@@ -55,6 +59,7 @@ __all__ = [
     "load_qrels",
     "load_queries",
     "make_synthetic_retrieval",
+    "paired_compare",
     "per_query",
     "read_trec_run",
     "save_beir",

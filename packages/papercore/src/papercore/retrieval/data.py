@@ -184,7 +184,8 @@ def load_beir(folder: PathLike, split: str = "test") -> RetrievalData:
 
     Queries are restricted to those with at least one relevant document in the split's qrels.
     Qrels of queries absent from ``queries.jsonl`` are dropped with a warning; judged documents
-    absent from the corpus are kept (they can never be retrieved) and counted in a warning.
+    absent from the corpus are kept (they can never be retrieved) and counted in a warning. A split
+    that keeps no query raises :class:`MalformedInputError`.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -202,6 +203,16 @@ def load_beir(folder: PathLike, split: str = "test") -> RetrievalData:
         )
         for q in orphans:
             del qrels[q]
+    if not qrels:
+        raise MalformedInputError(
+            f"{folder}: split {split!r} keeps no query: qrels/{split}.tsv judges "
+            + (
+                f"{len(orphans)} query id(s) (e.g. {orphans[:3]}), none of them in queries.jsonl "
+                f"({len(all_queries)} queries, e.g. {list(all_queries)[:3]})"
+                if orphans
+                else "no query with a relevance > 0"
+            )
+        )
     missing_docs = sum(1 for rel in qrels.values() for d in rel if d not in corpus)
     if missing_docs:
         logger.warning("%s: %d judged document(s) not in the corpus", folder, missing_docs)
@@ -212,7 +223,10 @@ def load_beir(folder: PathLike, split: str = "test") -> RetrievalData:
 def save_beir(data: RetrievalData, folder: PathLike, split: str = "test") -> Path:
     """Write ``data`` in the BEIR layout under ``folder`` (atomic writes); returns the folder.
 
-    Titles are written empty (``RetrievalData`` keeps one text per document).
+    Titles are written empty (``RetrievalData`` keeps one text per document). ``queries.jsonl`` is
+    shared by every split, so the queries already in it are kept and ``data.queries`` is merged in
+    (saving ``train`` then ``test`` into one folder keeps both splits' queries); a query id whose
+    text changes is overwritten with a warning. ``corpus.jsonl`` is rewritten.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -220,9 +234,18 @@ def save_beir(data: RetrievalData, folder: PathLike, split: str = "test") -> Pat
         folder / "corpus.jsonl",
         ({"_id": did, "title": "", "text": text} for did, text in data.corpus.items()),
     )
-    write_jsonl(
-        folder / "queries.jsonl", ({"_id": qid, "text": text} for qid, text in data.queries.items())
-    )
+    queries_file = folder / "queries.jsonl"
+    queries = load_queries(queries_file) if queries_file.is_file() else {}
+    changed = [q for q, t in data.queries.items() if q in queries and queries[q] != t]
+    if changed:
+        logger.warning(
+            "%s: %d query id(s) already there with another text, overwritten: %s",
+            queries_file,
+            len(changed),
+            changed[:5],
+        )
+    queries.update(data.queries)
+    write_jsonl(queries_file, ({"_id": qid, "text": text} for qid, text in queries.items()))
     with atomic_write(folder / "qrels" / f"{split}.tsv") as fh:
         fh.write("\t".join(_QRELS_HEADER) + "\n")
         for qid, rel in as_qrels(data.qrels).items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,7 +12,12 @@ from papercore.errors import BackendUnavailableError, MalformedInputError
 from papercore.io import atomic_write
 from papercore.retrieval.data import Qrels, Run, as_qrels
 
+logger = logging.getLogger(__name__)
+
 PathLike = str | os.PathLike[str]
+
+#: below this share of the qrels' queries present in the run, :func:`evaluate_run` warns
+MIN_SHARED_QUERIES = 0.5
 
 DEFAULT_METRICS = ("MRR@10", "R@10", "R@100", "nDCG@10")
 
@@ -49,6 +55,25 @@ def _prepare(run: Mapping[str, Mapping[str, float]], qrels: Any) -> tuple[Run, Q
         raise MalformedInputError(
             f"run must be a dict qid -> {{docid: score}}, got {type(run).__name__}"
         )
+    if not run:
+        raise MalformedInputError(
+            f"run is empty: no query to score against the {len(qrels_n)} judged queries"
+        )
+    shared = sum(1 for q in qrels_n if q in run)
+    if shared == 0:
+        raise MalformedInputError(
+            f"run and qrels share no query id: run has {len(run)} (e.g. {sorted(run)[:3]}), "
+            f"qrels {len(qrels_n)} (e.g. {sorted(qrels_n)[:3]}); wrong split or qrels file?"
+        )
+    if shared < MIN_SHARED_QUERIES * len(qrels_n):
+        logger.warning(
+            "only %d of the %d judged queries are in the run (%d run queries): the %d missing "
+            "ones count as 0; wrong split or a partial run?",
+            shared,
+            len(qrels_n),
+            len(run),
+            len(qrels_n) - shared,
+        )
     full: Run = {}
     for qid in qrels_n:
         docs = run.get(qid)
@@ -69,7 +94,9 @@ def evaluate_run(
     ``metrics`` are ir_measures names (``"MRR@10"`` = ``RR@10``, ``"R@10"``, ``"nDCG@10"``, ...);
     the result is keyed by exactly the given strings. ``qrels`` is anything :func:`as_qrels`
     accepts. **Queries in qrels that are missing from the run (or have an empty ranking) count
-    as 0**; queries in the run without qrels are ignored. Ties in score are broken as trec_eval does.
+    as 0** (a warning is logged when fewer than half of them are in the run); queries in the run
+    without qrels are ignored. An empty run, or one sharing no query id with the qrels, raises
+    :class:`MalformedInputError` (a wrong split or file, not a score of 0). Ties in score are broken as trec_eval does.
     """
     ir_measures = import_ir_measures()
     if isinstance(metrics, str):
