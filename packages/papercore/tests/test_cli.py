@@ -140,6 +140,30 @@ def test_clean_errors_exit_code_2(capsys):
     assert "data.jsonl, line 7: invalid JSON" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "exc",
+    [
+        PermissionError(13, "Permission denied", "/ro/out.jsonl"),
+        OSError(28, "No space left on device"),
+        IsADirectoryError(21, "Is a directory", "out"),
+    ],
+)
+def test_clean_errors_every_os_error_is_one_line(capsys, monkeypatch, exc):
+    """A read-only folder, a full disk, a directory given as a file: one line, exit code 2."""
+
+    @clean_errors
+    def cmd():
+        raise exc
+
+    monkeypatch.delenv("PAPERCORE_TRACEBACK", raising=False)
+    with pytest.raises(typer.Exit) as info:
+        cmd()
+    err = capsys.readouterr().err
+    assert info.value.exit_code == 2
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert f"{type(exc).__name__}: {exc}" in err.replace("\n", "")
+
+
 def test_clean_errors_traceback_on_request(capsys, monkeypatch):
     @clean_errors
     def cmd(verbose: bool = False):

@@ -75,7 +75,7 @@ def clean_errors(fn: F) -> F:
             PapercoreError,
             ValueError,
             TypeError,
-            FileNotFoundError,
+            OSError,  # FileNotFoundError, PermissionError, a full disk, a read-only folder
             KeyError,
             ImportError,
         ) as e:
