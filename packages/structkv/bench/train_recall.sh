@@ -31,5 +31,12 @@ case "$attempt" in
        --init-from packages/structkv/bench/runs/recall6/model --layer-map 0,-,-,1 "${common[@]}" ;;
   10) run --out packages/structkv/bench/runs/recall10 --layers 8 --kv-heads 2 --steps 1500 --lr 1e-3 --copy-steps 1000 \
        --init-from packages/structkv/bench/runs/recall6/model --layer-map 0,-,-,-,-,-,-,1 "${common[@]}" --threads 2 ;;
-  *) echo "attempt must be 1-10" >&2; exit 2 ;;
+  # two-hop fine-tune of attempt 10 (bench/miniature.py --run-twohop): stage 11 (stopped by hand after its
+  # step-100 evaluation, whose weights it saves), then 12 from 11's weights
+  11) nice -n 10 uv run --locked python packages/structkv/bench/finetune_twohop.py --out /tmp/twohop_stage1 \
+       --lengths 64,128,192 --lr 1e-3 --steps 400 --eval-samples 25 ;;
+  12) nice -n 10 uv run --locked python packages/structkv/bench/finetune_twohop.py --init /tmp/twohop_stage1 \
+       --out packages/structkv/bench/runs/twohop --lengths 64,128 --lr 1e-3 --steps 400 --recall-every 4 \
+       --eval-samples 25 ;;
+  *) echo "attempt must be 1-12" >&2; exit 2 ;;
 esac

@@ -113,16 +113,67 @@ def test_fastkv_propagates_top_tokens_of_tsp_layer(eager_run, context_ids):
     assert torch.equal(press._keep[0], expect)
 
 
-def test_pyramidkv_budget_formula():
-    press = PyramidKVPress(compression_ratio=0.75, window_size=8, beta=20)
-    n, L = 160, 8
-    a = 40 - 8
-    lo, hi = a / 20, 2 * a - a / 20
-    budgets = [press.layer_budget(layer, L, n) for layer in range(L)]
-    assert budgets == [round(8 + hi - layer * (hi - lo) / (L - 1)) for layer in range(L)]
-    assert budgets[0] == round(8 + hi) and budgets[-1] == round(8 + lo)
-    # infeasible (max budget above n) → uniform SnapKV budget
-    assert PyramidKVPress(compression_ratio=0.2, window_size=8).layer_budget(0, L, n) == 128
+def _kvpress_layer_budget(layer_idx, num_layers, q_len, compression_ratio, window_size, beta):
+    """kvpress ``PyramidKVPress.get_layer_budget`` (NVIDIA/kvpress, kvpress/presses/pyramidkv_press.py), restated."""
+    max_capacity_prompt = window_size + q_len * (1 - compression_ratio)
+    min_num = (max_capacity_prompt - window_size) / beta
+    max_num = (max_capacity_prompt - window_size) * 2 - min_num
+    if max_num >= q_len - window_size:
+        max_num = q_len - window_size
+        min_num = (max_capacity_prompt - window_size) * 2 - max_num
+    if not (q_len >= max_num >= min_num >= window_size):
+        return round(q_len * (1 - compression_ratio))
+    steps = (max_num - min_num) / (num_layers - 1)
+    return round(max_num - layer_idx * steps)
+
+
+@pytest.mark.parametrize("beta", [1, 2, 5, 20])
+def test_pyramidkv_budgets_equal_kvpress_get_layer_budget_on_a_grid(beta):
+    from structkv.presses.pyramidkv import pyramid_budget
+
+    pyramids = fallbacks = 0
+    for n in (17, 64, 160, 1000, 4096, 32_768):
+        for ratio in (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95):
+            for window in (1, 8, 32, 64):
+                for n_layers in (2, 8, 32):
+                    press = PyramidKVPress(compression_ratio=ratio, window_size=window, beta=beta)
+                    for layer in range(n_layers):
+                        want = _kvpress_layer_budget(layer, n_layers, n, ratio, window, beta)
+                        got, feasible = pyramid_budget(layer, n_layers, n, ratio, window, beta)
+                        assert got == want, (n, ratio, window, n_layers, layer)
+                        assert press.layer_budget(layer, n_layers, n) == max(1, min(n, want))
+                    pyramids += feasible
+                    fallbacks += not feasible
+    assert pyramids > 0 and fallbacks > 0  # the grid covers both branches
+
+
+def test_pyramidkv_kvpress_shape_clamped_and_fallback():
+    from structkv.presses.pyramidkv import pyramid_budget
+
+    # K = 1000·0.5 = 500, min = 250, max = 750: linear from 750 down to 250, mean K, window not added
+    budgets = [pyramid_budget(layer, 5, 1000, 0.5, 8, 2)[0] for layer in range(5)]
+    assert budgets == [750, 625, 500, 375, 250] and sum(budgets) / 5 == 500
+    # max clamped to n − w = 992, min = 2K − max: still mean K
+    clamped = [pyramid_budget(layer, 3, 1000, 0.1, 8, 20)[0] for layer in range(3)]
+    assert clamped[0] == 992 and clamped[-1] == 1800 - 992
+    # infeasible (min = K/β < window): SnapKV's uniform round(K), for every layer
+    assert {pyramid_budget(layer, 8, 256, 0.9, 8, 20) for layer in range(8)} == {(26, False)}
+    assert pyramid_budget(0, 1, 1000, 0.5, 8, 2) == (500, False)  # one layer: no pyramid
+
+
+def test_kept_count_is_kvpress_floor():
+    for n, ratio, want in [
+        (160, 0.75, 40),
+        (257, 0.9, 25),
+        (200, 0.9, 20),
+        (10, 0.95, 1),
+        (7, 0.5, 3),
+    ]:
+        assert SnapKVPress(compression_ratio=ratio).n_kept(n) == want
+        assert want in (
+            int(n * (1 - ratio)),
+            int(n * (1 - ratio)) + 1,
+        )  # kvpress's float expression
 
 
 def test_window_scores_apply_q_norm_on_qwen3():

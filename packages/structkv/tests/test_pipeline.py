@@ -170,7 +170,8 @@ def test_query_aware_compresses_context_and_question_together(pipe, make_model, 
         ids = generate(model, res, None, max_new_tokens=5, eos_token_id=plain_tok.eos_token_id)
         assert many["answers"][i] == plain_tok.decode(ids[0].tolist(), skip_special_tokens=True)
         assert many["cache_lengths"][i] == res.cache_lengths
-        assert all(c == round(0.2 * whole.shape[1]) for c in many["cache_lengths"][i])
+        # every layer keeps M = ⌊N·(1 − ratio)⌋ of the N = context + question tokens (kvpress's count)
+        assert all(c == press.n_kept(whole.shape[1]) for c in many["cache_lengths"][i])
         one = pipe(CONTEXT, question=q, press=press, max_new_tokens=5, query_aware=True)
         assert one["answer"] == many["answers"][i] and one["stats"] == many["stats"][i]
         assert one["context_tokens"] == ctx.shape[1] and isinstance(one["stats"], dict)

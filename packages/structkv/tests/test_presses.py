@@ -77,10 +77,16 @@ def test_fastkv_pivot_fixed_and_gemfilter_cost(make_model, context_ids):
 
 def test_pyramidkv_budgets_average_to_m(make_model, context_ids):
     model = make_model("llama", "sdpa")
-    res = prefill(model, context_ids, make_press("pyramidkv", 0.25, window_size=8))
+    n = context_ids.shape[1]
+    # β = 2 makes the kvpress pyramid feasible at N = 160 (min = K/β = 20 ≥ window 8)
+    res = prefill(model, context_ids, make_press("pyramidkv", 0.25, window_size=8, beta=2))
     lens = res.cache_lengths
     assert lens == sorted(lens, reverse=True) and lens[0] > lens[-1]
-    assert sum(lens) / len(lens) == pytest.approx(0.25 * context_ids.shape[1], abs=1)
+    assert res.stats["pyramid"] is True
+    assert sum(lens) / len(lens) == pytest.approx(0.25 * n, abs=1)
+    # β = 20 at this length is infeasible: kvpress (and this press) fall back to SnapKV's uniform budget
+    flat = prefill(model, context_ids, make_press("pyramidkv", 0.25, window_size=8))
+    assert flat.cache_lengths == [40] * 8 and flat.stats["pyramid"] is False
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])

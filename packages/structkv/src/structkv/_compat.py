@@ -11,8 +11,10 @@ from papercore.layers import decoder_stack
 from structkv.errors import UnsupportedModelError
 
 SUPPORTED = (
-    "LlamaForCausalLM, MistralForCausalLM (sliding_window=None), Qwen2ForCausalLM, Qwen3ForCausalLM"
+    "LlamaForCausalLM, MistralForCausalLM / MinistralForCausalLM (a sliding window only for contexts "
+    "shorter than it), Qwen2ForCausalLM, Qwen3ForCausalLM"
 )
+_ATTENTION_TYPES = ("full_attention", "sliding_attention")
 _CACHE_KEYS = ("cache", "past_key_values")
 
 
@@ -97,13 +99,11 @@ def check_supported(model: torch.nn.Module) -> torch.nn.Module:
         if missing:
             break
     if cfg is not None:
-        if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
-            missing.append(
-                f"full attention (config.sliding_window={cfg.sliding_window}; set it to None)"
-            )
         types = getattr(cfg, "layer_types", None)
-        if types and any(t != "full_attention" for t in types):
-            missing.append(f"full attention in every layer (layer_types has {sorted(set(types))})")
+        if types and any(t not in _ATTENTION_TYPES for t in types):
+            missing.append(
+                f"full or sliding-window attention in every layer (layer_types has {sorted(set(types))})"
+            )
         for moe in ("num_experts", "num_local_experts", "n_routed_experts"):
             if getattr(cfg, moe, None):
                 missing.append(f"a dense MLP ({moe}={getattr(cfg, moe)}: MoE is not supported)")
@@ -112,3 +112,36 @@ def check_supported(model: torch.nn.Module) -> torch.nn.Module:
             f"cannot hook {name}: missing {'; '.join(missing)}. Supported: {SUPPORTED}"
         )
     return base
+
+
+def sliding_window(model: torch.nn.Module) -> int | None:
+    """The attention window W of a sliding-window model (Mistral with ``sliding_window``, Ministral), else None.
+
+    Qwen2/Qwen3 configs carry a ``sliding_window`` but use it only with ``use_sliding_window=True``; a
+    ``layer_types`` list without ``"sliding_attention"`` means full attention everywhere.
+    """
+    cfg = getattr(model, "config", None)
+    w = getattr(cfg, "sliding_window", None)
+    if not w or getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    types = getattr(cfg, "layer_types", None)
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return int(w)
+
+
+def check_context_fits_window(window: int | None, n: int, press_name: str) -> None:
+    """Raise UnsupportedModelError when a compressed prefill of ``n`` tokens would be wrong under window W.
+
+    Below W the sliding-window mask equals the causal mask and ``DynamicSlidingWindowLayer`` keeps every entry,
+    so compression is exact. From W on, that layer keeps only its last W − 1 entries, *by count*: after
+    compression its entries are no longer the last W − 1 positions, so the window the model was trained with
+    cannot be restored from a compressed cache.
+    """
+    if window is not None and n >= window:
+        raise UnsupportedModelError(
+            f"{press_name} cannot compress a {n}-token context on a sliding-window model "
+            f"(sliding_window={window}): the sliding-window cache keeps its last {window - 1} entries by count, "
+            "which after compression are no longer the last positions, so the attention window cannot be "
+            f"restored. Use contexts of fewer than {window} tokens (compression is exact there), or a full-attention model"
+        )

@@ -27,3 +27,16 @@ class PressNestingError(StructKVError, RuntimeError):
 
 class NonFiniteScoreError(StructKVError, RuntimeError):
     """A token score is NaN or infinite."""
+
+
+class UnsupportedAttentionError(StructKVError, ValueError):
+    """The model's attention implementation cannot take a ragged-cache question block (names the fix)."""
+
+
+class PersistError(StructKVError, ValueError):
+    """A saved compressed context cannot be written or loaded (exists, wrong model, bad file)."""
+
+
+class OptionError(StructKVError, ValueError):
+    """A runtime option (device, dtype, attention implementation, Triton, question mode) is invalid or
+    cannot be honoured on this machine; raised before any model is loaded."""

@@ -29,10 +29,9 @@ from transformers import AutoModelForCausalLM, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from structkv.generation import generate, prefill
-from structkv.synthetic.text_tasks import plain_context_ids, plain_question_ids
+from structkv.prompts import chat_split, prompt_ids
 
 TASK = "structkv-text-generation"
-_MARK = "\u2063STRUCTKV-QUESTION\u2063"  # split point of the rendered chat template
 
 
 class _Unset:
@@ -130,20 +129,7 @@ class StructKVPipeline(Pipeline):
 
     def _render(self, context: str) -> tuple[str, str]:
         """Chat-template path: (context text, suffix closing every question) of one user turn."""
-        text = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": context + _MARK}],
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        head, sep, tail = text.partition(_MARK)
-        if not sep or _MARK in tail:
-            raise ValueError(
-                "the tokenizer's chat template altered or dropped the question marker "
-                f"{_MARK!r} appended to the user message (it escapes or rewrites the content), so "
-                "the rendered prompt cannot be split into context and question; set "
-                "tokenizer.chat_template = None to use the plain prompt"
-            )
-        return head, tail
+        return chat_split(self.tokenizer, context)
 
     def preprocess(self, context, questions=None, answer_prefix="", max_context_length=None):
         """Token ids of the context and of each question (closing suffix and answer prefix included).
@@ -157,17 +143,7 @@ class StructKVPipeline(Pipeline):
         if not isinstance(context, str) or not context.strip():
             raise ValueError("the context must be a non-empty string")
         questions = [""] if questions is None else questions
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            head, suffix = self._render(context)
-            ids = tok(head, add_special_tokens=False)["input_ids"]
-            qids = [
-                tok(q + suffix + answer_prefix, add_special_tokens=False)["input_ids"]
-                for q in questions
-            ]
-        else:
-            ids = plain_context_ids(tok, context)
-            qids = [plain_question_ids(tok, q, answer_prefix) for q in questions]
+        ids, qids = prompt_ids(self.tokenizer, context, questions, answer_prefix)
         if max_context_length is not None:
             ids = ids[:max_context_length]
         return {

@@ -87,7 +87,7 @@ def _lse_entropy_kernel(
 ):
     pid_bh = tl.program_id(0)
     pid_m = tl.program_id(1)
-    b = pid_bh // H_kv
+    b = (pid_bh // H_kv).to(tl.int64)  # int64: b · stride overflows int32 for B > 1 at 100k+ tokens
     kvh = pid_bh % H_kv
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < d
@@ -145,7 +145,7 @@ def _colsum_kernel(
 ):
     pid_bh = tl.program_id(0)
     pid_n = tl.program_id(1)
-    b = pid_bh // H_kv
+    b = (pid_bh // H_kv).to(tl.int64)  # int64: b · stride overflows int32 for B > 1 at 100k+ tokens
     kvh = pid_bh % H_kv
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < d

@@ -14,20 +14,23 @@ Hooks are always removed in ``finally``. Subclasses implement :meth:`compress` (
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from structkv._compat import (
     cache_from_kwargs,
+    check_context_fits_window,
     check_supported,
     get_layer_kv,
     layer_length,
     set_layer_kv,
+    sliding_window,
 )
 from structkv.centrality import avg_pool
 from structkv.errors import NonFiniteScoreError, PressConfigError, PressNestingError
@@ -48,6 +51,7 @@ class _Run:
     cache: Any = None
     skipped: str | None = None
     n_per_layer: list[int] | None = None
+    degraded: list[str] = field(default_factory=list)
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -84,6 +88,11 @@ class BasePress:
     def __post_init__(self) -> None:
         self.validate()
         self.last_stats: dict[str, Any] = {}
+        #: {layer: (B, H_kv, len_l)} original context positions held by each layer's cache after the last call;
+        #: propagating presses add key -1: the propagated set P (B, |P|) (GemFilter: the selected tokens)
+        self.last_kept_indices: dict[int, torch.Tensor] = {}
+        self._kept: dict[int, torch.Tensor] = {}
+        self._window: int | None = None
         self._run: _Run | None = None
         self._warned_decode = False
 
@@ -100,8 +109,31 @@ class BasePress:
         return 1.0 - float(self.compression_ratio)
 
     def n_kept(self, n: int) -> int:
-        """M = round(ρ_m · n), at least 1."""
-        return max(1, min(n, round(self.memory_ratio * n)))
+        """M = max(1, ⌊n · (1 − compression_ratio)⌋): kvpress's ``ScorerPress`` count (a floor, not a rounding).
+
+        One documented difference: kvpress evaluates ``int(n * (1 - ratio))`` in floats, which drops one entry
+        when the product lands just below an integer (n = 200, ratio = 0.9 gives 19 there); here the floor is
+        taken with a 1e-9 tolerance, so a product that is an integer on paper (20) is kept exactly.
+        """
+        return max(1, min(n, math.floor(n * (1 - self.compression_ratio) + 1e-9)))
+
+    def window(self) -> int:
+        """The observation window of the current call: ``window_size``, or less after a short-context degrade."""
+        w = getattr(self, "_window", None)
+        return int(getattr(self, "window_size", 1)) if w is None else int(w)
+
+    def degrade(self, message: str) -> None:
+        """Log a short-context degradation (smaller window, …) and record it in ``stats["degraded"]``."""
+        logger.warning("%s: %s", type(self).__name__, message)
+        if self._run is not None:
+            self._run.degraded.append(message)
+
+    def skip(self, reason: str) -> None:
+        """Leave this call uncompressed (full prefill, full cache), warn, and record ``stats["skipped"]``."""
+        logger.warning("%s: %s; the context is left uncompressed", type(self).__name__, reason)
+        warnings.warn(f"{reason}; the context is left uncompressed", stacklevel=3)
+        if self._run is not None:
+            self._run.skipped = reason
 
     def min_context(self) -> int:
         """Contexts of at most this many tokens are left uncompressed (with a warning)."""
@@ -135,7 +167,7 @@ class BasePress:
     ) -> tuple[torch.Tensor, float]:
         """Pooled window in-degree (B, H_kv, n) f32 and the mean normalised entropy H̃_l (spec §2.1, §2.3)."""
         n = keys.shape[2]
-        w = max(1, min(int(getattr(self, "window_size", 1)), n))
+        w = max(1, min(self.window(), n))
         q = window_queries(module, hidden_states, kwargs, w)
         q_pos = torch.arange(n - w, n, device=keys.device)
         indeg, ent = window_indegree(
@@ -160,6 +192,33 @@ class BasePress:
             raise NonFiniteScoreError(f"non-finite full in-degree at layer {module.layer_idx}")
         return indeg
 
+    def layer_positions(self, layer: int) -> torch.Tensor:
+        """(B, n_l) original context positions of the tokens layer ``layer`` processes (all N here)."""
+        run = self._run
+        return torch.arange(run.n).unsqueeze(0).expand(run.batch, -1)
+
+    def keep(
+        self, layer: int, keys: torch.Tensor, values: torch.Tensor, idx: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep positions ``idx`` (B, H_kv, m) — relative to the tokens layer ``layer`` holds — and record
+        their original context positions for ``last_kept_indices``."""
+        pos = self.layer_positions(layer).to(idx.device)  # (B, n_l)
+        b, h, _ = idx.shape
+        self._kept[layer] = pos.unsqueeze(1).expand(b, h, -1).gather(2, idx)
+        return self.gather_kv(keys, values, idx)
+
+    def kept_indices(self, n_layers: int, cache) -> dict[int, torch.Tensor]:
+        """{layer: (B, H_kv, len_l)} original positions each layer's cache holds (every layer), sorted."""
+        out: dict[int, torch.Tensor] = {}
+        for layer in range(n_layers):
+            if layer in self._kept:
+                out[layer] = self._kept[layer]
+                continue
+            keys, _ = get_layer_kv(cache, layer)
+            pos = self.layer_positions(layer)
+            out[layer] = pos.unsqueeze(1).expand(-1, keys.shape[1], -1)[..., : keys.shape[2]]
+        return out
+
     @staticmethod
     def gather_kv(
         keys: torch.Tensor, values: torch.Tensor, idx: torch.Tensor
@@ -179,6 +238,7 @@ class BasePress:
                 "nested or concurrent presses are not supported"
             )
         handles = []
+        self._sliding_window = sliding_window(model)
         setattr(base, _ACTIVE_ATTR, self)
         try:
             handles.append(base.register_forward_pre_hook(self._model_pre_hook, with_kwargs=True))
@@ -222,15 +282,20 @@ class BasePress:
             raise NotImplementedError(
                 "padded batches are not supported by structkv presses (attention_mask has zeros)"
             )
+        check_context_fits_window(
+            getattr(self, "_sliding_window", None), int(x.shape[1]), type(self).__name__
+        )
         run = _Run(n=int(x.shape[1]), n_layers=len(module.layers), batch=int(x.shape[0]))
         run.n_per_layer = [0] * run.n_layers
         self._run = run
+        self._window = None
+        self._kept = {}
+        self.last_kept_indices = {}
         self.reset()
         if run.n <= self.min_context():
-            warnings.warn(
+            self.skip(
                 f"context of {run.n} tokens is too short for {type(self).__name__} "
-                f"(needs more than {self.min_context()}); it is left uncompressed",
-                stacklevel=2,
+                f"(needs more than {self.min_context()})"
             )
             run.skipped = "context too short"
         else:
@@ -249,6 +314,8 @@ class BasePress:
         if cache is None:
             cache = getattr(output, "past_key_values", None)
         self.last_stats = self._collect_stats(run, cache)
+        if cache is not None:
+            self.last_kept_indices = self.kept_indices(run.n_layers, cache)
         self._run = None
         return output
 
@@ -303,6 +370,9 @@ class BasePress:
             "kv_fraction": (kv_after / kv_before) if kv_before else 1.0,
             "pivot_layer": None,
             "skipped": run.skipped,
+            "degraded": list(run.degraded) or None,
+            "window_size": self.window() if hasattr(self, "window_size") else None,
+            "sliding_window": getattr(self, "_sliding_window", None),
         }
         self.finish(stats)
         return stats

@@ -17,7 +17,7 @@ class FastKVPress(PropagatingPress):
     """At the TSP layer ``tsp_layer`` (int, or fraction of depth: 0.47 → 15/32) the pooled window in-degree of
     that layer alone picks P (window + top tokens, |P| = round(propagation_ratio·N)); later layers process P
     only. Every layer keeps M = round((1 − compression_ratio)·N) KV entries chosen SnapKV-style among the
-    tokens it holds (window kept).
+    tokens it holds (window kept). M follows kvpress's count, max(1, int(N·(1 − compression_ratio))).
     """
 
     compression_ratio: float = 0.9
@@ -56,13 +56,16 @@ class FastKVPress(PropagatingPress):
         self._m = self.n_kept(run.n)
         self._n_p = max(self._m, round(self.propagation_ratio * run.n))
         if self._m < self.window_size:
-            raise PressConfigError(
-                f"KV budget M={self._m} is smaller than window_size={self.window_size}; lower window_size"
+            # short context: the window must fit in the KV budget; shrink it rather than fail
+            self._window = self._m
+            self.degrade(
+                f"KV budget M={self._m} of a {run.n}-token context is smaller than window_size="
+                f"{self.window_size}: window shrunk to {self._m}"
             )
 
     def select_propagation(self, indeg) -> torch.Tensor:
         """P (B, |P|): window ∪ top tokens by the TSP layer's head-mean pooled window in-degree (B, H_kv, N)."""
-        return topk_protected(indeg.mean(dim=1), self._n_p, 0, self.window_size)
+        return topk_protected(indeg.mean(dim=1), self._n_p, 0, self.window())
 
     def compress(self, module, hidden_states, keys, values, attentions, kwargs):
         layer = int(module.layer_idx)
@@ -70,5 +73,5 @@ class FastKVPress(PropagatingPress):
         if layer == self._tsp:
             self._keep = self.select_propagation(indeg)
             self._pivot = layer
-        idx = topk_protected(indeg, self._m, 0, self.window_size)
-        return self.gather_kv(keys, values, idx)
+        idx = topk_protected(indeg, self._m, 0, self.window())
+        return self.keep(layer, keys, values, idx)

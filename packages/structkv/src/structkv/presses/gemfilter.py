@@ -123,6 +123,19 @@ class GemFilterPress(BasePress):
             return output
         return super()._attn_hook(module, args, kwargs, output)
 
+    def layer_positions(self, layer: int) -> torch.Tensor:
+        """Pass 2 runs every layer over the selected tokens only: their original positions (B, k)."""
+        if self._pass2 and self._sel is not None:
+            return self._sel
+        return super().layer_positions(layer)
+
+    def kept_indices(self, n_layers: int, cache) -> dict[int, torch.Tensor]:
+        """Every layer holds the k selected tokens (original positions, B × H_kv × k); key -1: the selection."""
+        out = super().kept_indices(n_layers, cache)
+        if self._pass2 and self._sel is not None:
+            out[-1] = self._sel
+        return out
+
     def finish(self, stats: dict) -> None:
         if stats.get("skipped") or self._sel is None:
             return

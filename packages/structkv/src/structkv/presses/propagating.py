@@ -76,6 +76,21 @@ class PropagatingPress(BasePress):
         new["hidden_states"] = h
         return args, new
 
+    def layer_positions(self, layer: int) -> torch.Tensor:
+        """Original positions layer ``layer`` processes: all N up to the pivot, P after it."""
+        keep = getattr(self, "_keep", None)
+        if keep is not None and self._pivot is not None and layer > self._pivot:
+            return keep
+        return super().layer_positions(layer)
+
+    def kept_indices(self, n_layers: int, cache) -> dict[int, torch.Tensor]:
+        """Per-layer kept positions (B, H_kv, len_l), plus key -1: the propagated set P (B, |P|)."""
+        out = super().kept_indices(n_layers, cache)
+        keep = getattr(self, "_keep", None)
+        if keep is not None:
+            out[-1] = keep
+        return out
+
     def finish(self, stats: dict) -> None:
         stats["pivot_layer"] = self._pivot
         keep = getattr(self, "_keep", None)

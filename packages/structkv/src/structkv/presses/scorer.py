@@ -12,7 +12,7 @@ from structkv.presses.base import BasePress
 
 @dataclass
 class ScorerPress(BasePress):
-    """Decode-only press: full prefill, then each layer keeps M = round((1 − compression_ratio)·n) entries."""
+    """Decode-only press: full prefill, then each layer keeps M = max(1, int((1 − compression_ratio)·n)) entries."""
 
     def score(
         self,
@@ -27,7 +27,7 @@ class ScorerPress(BasePress):
         raise NotImplementedError
 
     def layer_budget(self, layer: int, n_layers: int, n: int) -> int:
-        """Entries layer ``layer`` keeps (uniform M here; PyramidKV overrides)."""
+        """Entries layer ``layer`` keeps: M = max(1, int(n·(1 − compression_ratio))) as kvpress (PyramidKV overrides)."""
         return self.n_kept(n)
 
     def compress(self, module, hidden_states, keys, values, attentions, kwargs):
@@ -42,4 +42,4 @@ class ScorerPress(BasePress):
         if not torch.isfinite(scores).all():
             raise NonFiniteScoreError(f"non-finite score at layer {module.layer_idx}")
         idx = scores.topk(m, dim=-1).indices.sort(dim=-1).values
-        return self.gather_kv(keys, values, idx)
+        return self.keep(int(module.layer_idx), keys, values, idx)

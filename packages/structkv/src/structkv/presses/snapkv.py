@@ -23,7 +23,7 @@ class SnapKVPress(ScorerPress):
     def score(self, module, hidden_states, keys, values, attentions, kwargs):
         indeg, _ = self.window_scores(module, hidden_states, keys, kwargs)
         n = keys.shape[2]
-        w = min(self.window_size, n)
+        w = min(self.window(), n)
         # protect the window as kvpress does: its score becomes max + 1
         indeg[..., n - w :] = indeg.amax(dim=-1, keepdim=True) + 1
         return indeg

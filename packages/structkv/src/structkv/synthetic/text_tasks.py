@@ -9,8 +9,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import torch
-
 from structkv.evaluate import EvalSample
 
 _FILLER = (
@@ -93,21 +91,8 @@ def records_to_samples(
     ``max_context_tokens`` keeps the *last* N context tokens (the end of the haystack, next to the
     question; a BOS is then cut off). ``StructKVPipeline``'s ``max_context_length`` keeps the first N.
     """
-    samples = []
-    for r in records:
-        ctx = plain_context_ids(tokenizer, r["context"])
-        if max_context_tokens is not None:
-            ctx = ctx[-max_context_tokens:]
-        q = plain_question_ids(tokenizer, r["question"], r.get("answer_prefix", ""))
-        ans = r["answer"] if isinstance(r["answer"], list) else [r["answer"]]
-        ans = [str(a) for a in ans]
-        samples.append(
-            EvalSample(
-                context_ids=torch.tensor(ctx),
-                question_ids=[torch.tensor(q)],
-                answers=[tokenizer(" " + ans[0], add_special_tokens=False)["input_ids"]],
-                answer_texts=[ans],
-                max_new_tokens=int(r.get("max_new_tokens", 16)),
-            )
-        )
-    return samples
+    from structkv.evaluate import records_to_eval_samples
+
+    return records_to_eval_samples(
+        records, tokenizer, chat_template=False, max_context_tokens=max_context_tokens
+    )
