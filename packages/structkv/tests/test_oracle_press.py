@@ -127,3 +127,12 @@ def test_random_press_is_seeded_keeps_sinks_window_and_budget(make_model, contex
 def test_random_press_rejects_a_non_int_seed():
     with pytest.raises(PressConfigError, match="seed must be an int"):
         RandomPress(compression_ratio=0.5, seed=1.5)
+
+
+def test_random_is_a_registered_method():
+    from structkv.presses import RandomPress
+    from structkv.registry import PRESSES, make_press
+
+    press = make_press("random", 0.1, window_size=8, seed=3)
+    assert "random" in PRESSES and isinstance(press, RandomPress)
+    assert (press.compression_ratio, press.window_size, press.seed) == (0.9, 8, 3)

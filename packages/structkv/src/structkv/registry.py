@@ -10,6 +10,7 @@ from structkv.presses import (
     FastKVPress,
     GemFilterPress,
     PyramidKVPress,
+    RandomPress,
     SnapKVPress,
     StreamingLLMPress,
     StructKVPress,
@@ -17,6 +18,7 @@ from structkv.presses import (
 
 PRESSES: dict[str, type[BasePress] | None] = {
     "full": None,
+    "random": RandomPress,  # the accuracy floor of a KV budget (seeded; sinks + window kept)
     "streaming_llm": StreamingLLMPress,
     "snapkv": SnapKVPress,
     "pyramidkv": PyramidKVPress,
