@@ -337,9 +337,14 @@ def test_build_trainer_pre_runs_gold_once_and_drops_failing_rows(
 ):
     """Every distinct gold runs once when the trainer is built; a failing gold's rows are dropped (the
     default, counted) or raise; the reward functions share the environment's gold results."""
+    import copy
+
     from datasets import Dataset
 
     from agentic_sql.errors import GoldQueryError
+
+    # the trainer sets the tokenizer's pad token and may touch the model: never the session fixtures
+    tiny_tokenizer, tiny_llama = copy.deepcopy(tiny_tokenizer), copy.deepcopy(tiny_llama)
 
     rows = [
         *make_rows(),
