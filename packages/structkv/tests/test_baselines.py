@@ -79,6 +79,34 @@ def test_snapkv_keeps_top_scores_per_kv_head(eager_run, context_ids):
         torch.testing.assert_close(res.cache.layers[layer].keys, expect)
 
 
+def _kvpress_snapkv_from_attentions(attn, w, kernel, g=2):
+    """kvpress SnapKVPress.score on eager attentions (its ``attentions is not None`` path), restated:
+    the window rows' attention to the n − w context keys, mean over rows, pooled over the context keys
+    only, mean over each KV group's query heads, window padded with the max."""
+    a = attn[..., -w:, :-w].float().mean(dim=-2)  # (B, H, n − w)
+    a = torch.nn.functional.avg_pool1d(a, kernel_size=kernel, padding=kernel // 2, stride=1)
+    b, h, m = a.shape
+    a = a.view(b, h // g, g, m).mean(dim=2)
+    return torch.nn.functional.pad(a, (0, w), value=a.max().item())
+
+
+@pytest.mark.parametrize("ratio,window,kernel", [(0.75, 8, 7), (0.5, 16, 5), (0.8, 4, 3)])
+def test_snapkv_cache_equals_kvpress_on_eager_attentions(
+    eager_run, context_ids, ratio, window, kernel
+):
+    model, attns, full = eager_run
+    n = context_ids.shape[1]
+    press = SnapKVPress(compression_ratio=ratio, window_size=window, kernel_size=kernel)
+    res = prefill(model, context_ids, press)
+    m = press.n_kept(n)
+    for layer in range(8):
+        s = _kvpress_snapkv_from_attentions(attns[layer], window, kernel)
+        idx = s.topk(m, dim=-1).indices.sort(-1).values
+        assert torch.equal(res.kept_indices[layer], idx), layer
+        expect = full.cache.layers[layer].keys.gather(2, idx[..., None].expand(-1, -1, -1, 16))
+        torch.testing.assert_close(res.cache.layers[layer].keys, expect)
+
+
 def test_streaming_llm_keeps_sinks_and_recent(eager_run, context_ids):
     model, _, full = eager_run
     n = context_ids.shape[1]

@@ -144,7 +144,10 @@ def evaluate_method(
     """Accuracy, LongBench score, latency, memory, realised prefill cost and KV fraction of ``method``.
 
     Query-agnostic (default, kvpress): the context is compressed once and every question is answered from
-    it. Query-aware: each question is appended to the context before compression (it lies in the window).
+    it. Query-aware: each question is appended to the context before compression (it lies in the window),
+    then asked **again** through the compressed cache (as ``bench/miniature.py``): the first answer token
+    is read after the repeated question, so every answer token depends on the compressed cache, not on the
+    uncompressed prefill's last logits.
 
     Returns ``accuracy`` (substring match of a gold answer in the decoded output, or greedy prefix match
     of the answer ids without ``decode``), ``score`` (mean LongBench metric, ``metric="auto"`` picks it by
@@ -175,7 +178,8 @@ def evaluate_method(
         jobs = []
         if query_aware:
             for q, a in zip(s.question_ids, s.answers, strict=True):
-                jobs.append((torch.cat([ctx, q.to(device)]), None, a))
+                q = q.to(device)
+                jobs.append((torch.cat([ctx, q]), q, a))
         else:
             jobs = [(ctx, q.to(device), a) for q, a in zip(s.question_ids, s.answers, strict=True)]
         shared = None

@@ -14,7 +14,8 @@ The context is prefilled once under the press (``structkv.prefill``) and every q
 greedily from the same compressed cache (``structkv.generate``; the cache is trimmed back to the context
 between questions), so the questions never influence what the press keeps (query-agnostic, as kvpress).
 ``query_aware=True`` instead prefills context + question together under the press, once per question
-(the question lies in the press's observation window), as ``structkv eval --query-aware``.
+(the question lies in the press's observation window), then asks the question again through the
+compressed cache, so every answer token reads the compressed cache (as ``structkv eval --query-aware``).
 With a chat template, the context opens a user turn and each question (+ ``answer_prefix``) closes it;
 without one, the prompt is the one of ``structkv eval`` (``text_tasks.records_to_samples``): the
 tokenizer's own special tokens (BOS, if it adds one) + context, then ``"\\n" + question + answer_prefix``.
@@ -163,10 +164,10 @@ class StructKVPipeline(Pipeline):
                 result = prefill(self.model, torch.cat([ctx, q], dim=1), press)
                 stats.append(_plain_stats(result))
                 lengths.append(list(result.cache_lengths))
-            out = generate(
+            out = generate(  # query-aware: the question is asked again through the compressed cache
                 self.model,
                 result,
-                None if query_aware or not q.shape[1] else q,
+                q if q.shape[1] else None,
                 max_new_tokens=max_new_tokens,
                 eos_token_id=eos,
                 question_mode=question_mode,
