@@ -96,3 +96,54 @@ def test_read_parquet(tmp_path):
     pq.write_table(pa.Table.from_pylist(bad), tmp_path / "types.parquet")
     with pytest.raises(MalformedInputError, match="row 0: 'rejected' must be a string, got int"):
         read_rewardbench_parquet(tmp_path / "types.parquet")
+
+
+def test_read_rm_bench_json_and_json_lines_and_bad_records(tmp_path):
+    import json
+
+    from papercore.errors import MalformedInputError
+    from papercore.rewardbench import read_rm_bench
+
+    recs = [
+        {
+            "id": "chat/1",
+            "prompt": "p",
+            "chosen": ["a", "aa", "aaa"],
+            "rejected": ["b", "bb", "bbb"],
+            "domain": "chat",
+        },
+        {"prompt": "q", "chosen": ["c", "cc", "ccc"], "rejected": ["d", "dd", "ddd"]},
+    ]
+    (tmp_path / "a.json").write_text(json.dumps(recs))
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    got = read_rm_bench(tmp_path / "a.json")
+    assert got == read_rm_bench(tmp_path / "a.jsonl")
+    assert [(r["id"], r["domain"]) for r in got] == [("chat/1", "chat"), (1, None)]
+    assert got[0]["chosen"] == ["a", "aa", "aaa"] and got[1]["rejected"][2] == "ddd"
+    bad = [
+        (
+            {"prompt": "p", "chosen": ["a", "b"], "rejected": ["c", "d", "e"]},
+            "lists of 3 strings; 'chosen' is list of length 2",
+        ),
+        (
+            {"prompt": "p", "chosen": ["a", "b", 3], "rejected": ["c", "d", "e"]},
+            "lists of 3 strings",
+        ),
+        (
+            {"chosen": ["a", "b", "c"], "rejected": ["c", "d", "e"]},
+            "missing or non-string 'prompt'",
+        ),
+        ("text", "expected an object, got str"),
+    ]
+    for rec, msg in bad:
+        (tmp_path / "b.json").write_text(json.dumps([rec]))
+        with pytest.raises(MalformedInputError, match=msg):
+            read_rm_bench(tmp_path / "b.json")
+    (tmp_path / "c.json").write_text("[]")
+    with pytest.raises(MalformedInputError, match="non-empty"):
+        read_rm_bench(tmp_path / "c.json")
+    (tmp_path / "d.json").write_text("{not json")
+    with pytest.raises(MalformedInputError, match="neither JSON nor JSON lines"):
+        read_rm_bench(tmp_path / "d.json")
+    with pytest.raises(FileNotFoundError):
+        read_rm_bench(tmp_path / "missing.json")

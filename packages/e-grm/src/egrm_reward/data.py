@@ -11,7 +11,6 @@ triangle (chosen less styled than rejected), *normal* = the diagonal, *easy* = t
 
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -100,36 +99,19 @@ class RMBenchItem:
 
 
 def load_rmbench(path: str | Path) -> list[RMBenchItem]:
-    """Read RM-Bench's released JSON (a list of ``{id, prompt, chosen: [3], rejected: [3], domain}``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"RM-Bench file not found: {path}")
+    """Read RM-Bench's released JSON (a list of ``{id, prompt, chosen: [3], rejected: [3], domain}``;
+    :func:`papercore.rewardbench.read_rm_bench`, shared with srm)."""
+    from papercore.errors import MalformedInputError
+    from papercore.rewardbench import read_rm_bench
+
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataFormatError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(raw, list) or not raw:
-        raise DataFormatError(f"{path}: expected a non-empty JSON list of examples")
-    out = []
-    for i, r in enumerate(raw):
-        if not isinstance(r, dict):
-            raise DataFormatError(f"{path}, entry {i}: expected an object, got {type(r).__name__}")
-        for k in ("prompt", "chosen", "rejected"):
-            if k not in r:
-                raise DataFormatError(f"{path}, entry {i}: missing {k!r}; has {sorted(r)}")
-        for k in ("chosen", "rejected"):
-            if (
-                not isinstance(r[k], list)
-                or len(r[k]) != 3
-                or not all(isinstance(x, str) for x in r[k])
-            ):
-                raise DataFormatError(f"{path}, entry {i}: {k!r} must be a list of 3 strings")
-        out.append(
-            RMBenchItem(
-                r["prompt"], r["chosen"], r["rejected"], r.get("domain", ""), str(r.get("id", i))
-            )
-        )
-    return out
+        recs = read_rm_bench(path)
+    except MalformedInputError as e:
+        raise DataFormatError(str(e)) from None
+    return [
+        RMBenchItem(r["prompt"], r["chosen"], r["rejected"], r["domain"] or "", str(r["id"]))
+        for r in recs
+    ]
 
 
 def rmbench_scores(correct: np.ndarray) -> dict[str, Any]:

@@ -17,6 +17,7 @@ Pure python + numpy; the parquet reader imports ``pyarrow`` lazily.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ __all__ = [
     "REWARDBENCH_COUNTS",
     "REWARDBENCH_SECTIONS",
     "read_rewardbench_parquet",
+    "read_rm_bench",
     "section_of",
     "section_scores",
 ]
@@ -134,6 +136,59 @@ def read_rewardbench_parquet(path: str | Path) -> list[dict[str, Any]]:
                     f"{path}, row {i}: {k!r} must be a string, got {type(r[k]).__name__}"
                 )
     return rows
+
+
+def read_rm_bench(path: str | Path) -> list[dict[str, Any]]:
+    """Read RM-Bench's released data: a JSON list (or JSON lines) of ``{id, prompt, chosen: [3],
+    rejected: [3], domain}``, responses in increasing style (concise, detailed, detailed markdown).
+
+    Returns one dict per record with ``id`` (the record's index when absent), ``prompt``, ``chosen``,
+    ``rejected`` and ``domain`` (``None`` when absent), in file order.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        MalformedInputError: not JSON / JSON lines, an empty list, or a record without a string
+            ``prompt`` or without ``chosen`` / ``rejected`` lists of 3 strings (named by its index and id).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"RM-Bench file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError:
+            raise MalformedInputError(f"{path}: neither JSON nor JSON lines ({e})") from None
+    if not isinstance(data, list) or not data:
+        raise MalformedInputError(f"{path}: expected a non-empty JSON list of RM-Bench records")
+    out = []
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise MalformedInputError(
+                f"{path}, record {i}: expected an object, got {type(rec).__name__}"
+            )
+        where = f"{path}, record {i} ({rec.get('id', 'no id')})"
+        if not isinstance(rec.get("prompt"), str):
+            raise MalformedInputError(f"{where}: missing or non-string 'prompt'; has {sorted(rec)}")
+        for k in ("chosen", "rejected"):
+            v = rec.get(k)
+            if not isinstance(v, list) or len(v) != 3 or not all(isinstance(x, str) for x in v):
+                raise MalformedInputError(
+                    f"{where}: 'chosen' and 'rejected' must be lists of 3 strings; {k!r} is "
+                    f"{type(v).__name__}" + (f" of length {len(v)}" if isinstance(v, list) else "")
+                )
+        out.append(
+            {
+                "id": rec.get("id", i),
+                "prompt": rec["prompt"],
+                "chosen": list(rec["chosen"]),
+                "rejected": list(rec["rejected"]),
+                "domain": rec.get("domain"),
+            }
+        )
+    return out
 
 
 def _weighted(acc: Mapping[str, float], w: Mapping[str, float], subsets: Sequence[str]) -> float:

@@ -240,34 +240,25 @@ def load_rm_bench(path: str | Path) -> list[dict[str, Any]]:
     less styled than the rejected one (``i < j``), ``normal`` on the diagonal, ``easy`` when ``i > j``
     (RM-Bench's upper / diagonal / lower triangle).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise PreferenceDataError(f"RM-Bench file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    from papercore.rewardbench import read_rm_bench
+
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        data = read_rm_bench(path)  # shared with e-grm
+    except (FileNotFoundError, MalformedInputError) as e:
+        raise PreferenceDataError(str(e)) from None
     out = []
-    for n, rec in enumerate(data):
-        ch, rj = rec.get("chosen"), rec.get("rejected")
-        if not isinstance(ch, list) or not isinstance(rj, list) or len(ch) != 3 or len(rj) != 3:
-            raise PreferenceDataError(
-                f"RM-Bench record {n} ({rec.get('id')}): expected 'chosen' and 'rejected' lists of 3 responses, "
-                f"got {type(ch).__name__} / {type(rj).__name__}"
-            )
-        if "prompt" not in rec:
-            raise PreferenceDataError(f"RM-Bench record {n}: missing 'prompt'")
+    for rec in data:
+        ch, rj = rec["chosen"], rec["rejected"]
         for i in range(3):
             for j in range(3):
                 level = "hard" if i < j else ("normal" if i == j else "easy")
                 out.append(
                     {
-                        "id": rec.get("id", n),
+                        "id": rec["id"],
                         "prompt": rec["prompt"],
                         "chosen": ch[i],
                         "rejected": rj[j],
-                        "domain": rec.get("domain", "unknown"),
+                        "domain": rec["domain"] or "unknown",
                         "i": i,
                         "j": j,
                         "level": level,
