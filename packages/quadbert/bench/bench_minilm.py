@@ -390,15 +390,30 @@ def _fmt(scores: dict[str, float]) -> str:
     return "  ".join(f"{m} {scores[m]:.3f}" for m in METRICS)
 
 
+# settings that do not change a run's numbers: runs already done stay valid when only these change
+_FREE = ("seeds", "ablation_seeds", "threads")
+
+
 def _load_state(path: Path, setup: dict) -> dict:
-    if path.is_file():
-        state = json.loads(path.read_text())
-        # runs already done stay valid when only the seed lists change
-        same = {k: v for k, v in state.get("setup", {}).items() if "seeds" not in k}
-        if same == {k: v for k, v in setup.items() if "seeds" not in k}:
-            state["setup"] = setup
-            return state
-    return {"setup": setup, "runs": {}}
+    """The results in ``path`` (runs already done are kept), or a new state when there is none.
+
+    A file made with other settings (data, hyperparameters) is never discarded silently: that stops the
+    run with the differing settings named (choose another ``--out`` or move the file away).
+    """
+    if not path.is_file():
+        return {"setup": setup, "runs": {}}
+    state = json.loads(path.read_text())
+    old = {k: v for k, v in state.get("setup", {}).items() if k not in _FREE}
+    new = {k: v for k, v in setup.items() if k not in _FREE}
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise SystemExit(
+            f"{path} holds runs made with other settings ({', '.join(diff)}: "
+            + "; ".join(f"{k} {old.get(k)!r} there, {new.get(k)!r} now" for k in diff)
+            + "); pass --out NEW.json, or move that file away to start over"
+        )
+    state["setup"] = {**setup, "threads": state["setup"].get("threads", setup["threads"])}
+    return state
 
 
 def _save(path: Path, state: dict) -> None:
