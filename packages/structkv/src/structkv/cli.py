@@ -358,8 +358,7 @@ def prefill_cmd(
     from structkv.registry import PRESSES
 
     setup_logging(verbose)
-    if (text is None) == (input_file is None):
-        raise ValueError("give exactly one of --text or --input-file")
+    context = _context_text(text, input_file)
     if press not in PRESSES:
         raise ValueError(f"unknown press {press!r}; expected one of {sorted(PRESSES)}")
     if save_context is not None and save_context.exists() and not overwrite:
@@ -367,7 +366,6 @@ def prefill_cmd(
 
         raise PersistError(f"{str(save_context)!r} exists; pass --overwrite to replace it")
     opts = runtime_options(dtype, device, attn, use_triton, question_mode)
-    context = text if text is not None else Path(input_file).read_text()
     with status(f"loading {model}"):
         lm = _load(model, opts)
         tok = load_tokenizer(model)
@@ -452,8 +450,7 @@ def trace_cmd(
     from structkv.prompts import prompt_ids
 
     setup_logging(verbose)
-    if (text is None) == (input_file is None):
-        raise ValueError("give exactly one of --text or --input-file")
+    context = _context_text(text, input_file)
     press = StructKVPress(
         compression_ratio=1.0 - kv_budget,
         prefill_budget=prefill_budget,
@@ -462,7 +459,6 @@ def trace_cmd(
         pivot_tau=pivot_tau,
     )
     opts = runtime_options(dtype, device, attn, "auto", "masked")
-    context = text if text is not None else Path(input_file).read_text()
     with status(f"loading {model}"):
         lm = _load(model, opts)
         tok = load_tokenizer(model)
@@ -483,6 +479,13 @@ def trace_cmd(
             f"{h['pivot_rank']:10d} {'yes' if h['propagated'] else 'no'}"
         )
     write_json(output, asdict(tr))
+
+
+def _context_text(text: str | None, input_file: Path | None) -> str:
+    """The context of ``prefill`` / ``trace``: ``--text`` or the contents of ``--input-file`` (exactly one)."""
+    if (text is None) == (input_file is None):
+        raise ValueError("give exactly one of --text or --input-file")
+    return text if text is not None else Path(input_file).read_text()
 
 
 def _ms(seconds: float | None) -> str:
