@@ -16,46 +16,52 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+
+from papercore.retrieval import paired_compare
+
+
+def _or(p: float | None, default: float) -> float:
+    return default if p is None else p
 
 
 def paired(base: Sequence[float], other: Sequence[float], tol: float = 1e-12) -> dict:
-    """Paired statistics of ``other - base`` (same length, same order of seeds / queries)."""
+    """Paired statistics of ``other - base`` (same length, same order of seeds / queries), through
+    :func:`papercore.retrieval.paired_compare` (one entry per seed)."""
     a, b = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
         raise ValueError(
             f"paired samples need the same non-zero length, got {a.shape} and {b.shape}"
         )
+    c = paired_compare(dict(enumerate(a.tolist())), dict(enumerate(b.tolist())), eps=tol)
     d = b - a
-    wins, losses = int((d > tol).sum()), int((d < -tol).sum())
-    ties = len(d) - wins - losses
-    if len(d) >= 2 and np.std(d) > tol:
-        t_p = float(stats.ttest_rel(b, a).pvalue)
-    else:
-        t_p = float("nan") if len(d) < 2 else 1.0
-    sign_p = float(stats.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
     return {
         "n": len(d),
         "deltas": d.tolist(),
         "mean_delta": float(d.mean()),
-        "wins": wins,
-        "ties": ties,
-        "losses": losses,
-        "t_p": t_p,
-        "sign_p": sign_p,
+        "wins": c.wins,
+        "ties": c.ties,
+        "losses": c.losses,
+        "t_p": _or(c.p_seed_ttest, float("nan") if len(d) < 2 else 1.0),
+        "sign_p": _or(c.p_seed_sign, 1.0),
     }
 
 
 def paired_queries(base: Sequence[float], other: Sequence[float]) -> dict:
-    """Per-query paired tests over pooled (seed, query) pairs: t-test and Wilcoxon signed-rank."""
+    """Per-query paired tests over pooled (seed, query) pairs: t-test and Wilcoxon signed-rank
+    (:func:`papercore.retrieval.paired_compare` with the pooled pairs as one seed's queries)."""
     a, b = np.asarray(base, dtype=float), np.asarray(other, dtype=float)
+    c = paired_compare(
+        {"pooled": dict(enumerate(a.tolist()))}, {"pooled": dict(enumerate(b.tolist()))}
+    )
     d = b - a
-    out = {"n": len(d), "mean_delta": float(d.mean()), "better": int((d > 0).sum())}
-    out["worse"] = int((d < 0).sum())
-    nz = d[d != 0]
-    out["t_p"] = float(stats.ttest_rel(b, a).pvalue) if np.std(d) > 0 else 1.0
-    out["wilcoxon_p"] = float(stats.wilcoxon(nz).pvalue) if len(nz) >= 1 else 1.0
-    return out
+    return {
+        "n": len(d),
+        "mean_delta": float(d.mean()),
+        "better": c.query_wins,
+        "worse": c.query_losses,
+        "t_p": _or(c.p_query_ttest, 1.0),
+        "wilcoxon_p": _or(c.p_query_wilcoxon, 1.0),
+    }
 
 
 def fmt_p(p: float) -> str:

@@ -25,6 +25,10 @@ def test_seed_means_give_deltas_wins_and_a_paired_t_test():
     t = m / (sd / 3**0.5)
     assert c.p_seed_ttest == pytest.approx(2 * stats.t.sf(abs(t), 2))
     assert c.n_pairs == 0 and c.p_query_sign is None
+    # exact two-sided sign test over seeds: 2 wins, 1 loss → P = 1 (and 3/3 → 0.25, the floor at 3 seeds)
+    assert c.p_seed_sign == pytest.approx(1.0)
+    assert paired_compare(a, {"0": 0.7, "1": 0.7, "2": 0.7}).p_seed_sign == pytest.approx(0.25)
+    assert paired_compare(a, a).p_seed_sign is None  # all ties: no test
 
 
 def test_per_query_values_pool_seed_query_pairs():

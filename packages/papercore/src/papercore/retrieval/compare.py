@@ -39,6 +39,7 @@ class PairedComparison:
     losses: int
     ties: int
     p_seed_ttest: float | None
+    p_seed_sign: float | None = None
     n_pairs: int = 0
     query_wins: int = 0
     query_losses: int = 0
@@ -134,6 +135,10 @@ def paired_compare(
         ties=len(seeds) - wins - losses,
         p_seed_ttest=p_seed,
     )
+    if (
+        stats is not None and wins + losses > 0
+    ):  # exact two-sided sign test over seeds, ties dropped
+        out.p_seed_sign = _p(stats.binomtest(wins, wins + losses, 0.5).pvalue)
     if per_query:
         out.n_pairs = len(diffs)
         out.query_wins = sum(d > eps for d in diffs)
